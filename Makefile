@@ -1,0 +1,46 @@
+# One entry point for everything: `make test` runs lint and every test, `make sandbox` starts the
+# local Dataverse + Marketo stand-ins. Both build .venv from the pinned requirements when it is
+# missing or older than the pins.
+PYTHON ?= python3.11
+UV_VERSION := 0.13.8
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+
+.PHONY: help venv test lint fmt sandbox lock clean
+
+help:
+	@echo "make test      ruff + every test (creates .venv when needed)"
+	@echo "make sandbox   start the Dataverse (:8701) and Marketo (:8702) sandbox in the foreground"
+	@echo "make lock      recompile requirements*.txt from requirements*.in"
+	@echo "make fmt       format the code with ruff"
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.txt requirements-dev.txt
+	touch $@
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint
+	$(BIN)/python -m pytest
+
+sandbox: $(STAMP)
+	$(BIN)/python -m sandbox
+
+lock: $(STAMP)
+	$(BIN)/uv pip compile --quiet --python-version 3.11 requirements.in -o requirements.txt
+	$(BIN)/uv pip compile --quiet --python-version 3.11 requirements-dev.in -o requirements-dev.txt
+
+clean:
+	rm -rf $(VENV) .airflow .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Pieces both sandboxes share: clock, limits, fault injection, call counting, serving, admin."""

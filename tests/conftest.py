@@ -1,0 +1,3 @@
+"""Shared fixtures: the sandbox (``dataverse``, ``marketo``) comes from ``sandbox.testing``."""
+
+pytest_plugins = ["sandbox.testing"]
