@@ -52,9 +52,7 @@ class FaultPlan:
             if not 0.0 <= share <= 1.0:
                 raise ValueError("share must be between 0 and 1")
             rules.append(FaultRule(**{k: raw[k] for k in raw if k in known}))
-        return cls(
-            rules=rules, latency_ms=int(data.get("latency_ms", 0)), seed=data.get("seed")
-        )
+        return cls(rules=rules, latency_ms=int(data.get("latency_ms", 0)), seed=data.get("seed"))
 
     def to_json(self) -> dict[str, Any]:
         return {
