@@ -1,0 +1,13 @@
+# One image for every service of the distributed deployment (Airflow components, relay, sandbox):
+# the official Airflow 3.3.2 image plus this project's pinned requirements and code.
+FROM apache/airflow:3.3.2-python3.11
+
+COPY --chown=airflow:root requirements.txt /opt/project/requirements.txt
+RUN pip install --no-cache-dir -r /opt/project/requirements.txt
+
+COPY --chown=airflow:root dags/ /opt/airflow/dags/
+COPY --chown=airflow:root plugins/ /opt/airflow/plugins/
+COPY --chown=airflow:root include/ /opt/airflow/include/
+COPY --chown=airflow:root relay/ /opt/project/relay/
+COPY --chown=airflow:root sandbox/ /opt/project/sandbox/
+ENV PYTHONPATH=/opt/project:/opt/airflow/plugins
