@@ -1,0 +1,11 @@
+"""The Entra ID + Dataverse Web API sandbox (``shared/docs/dynamics365-api.md``).
+
+One Starlette app serves Entra ID's token endpoints, the Web API v9.2 for ``contacts`` and
+``accounts`` (with the ``EntityDefinitions`` Microsoft's Python SDK reads), webhooks on contact
+create/update, and the ``/_sandbox/`` admin API.
+"""
+
+from sandbox.dataverse.service import DataverseService
+from sandbox.dataverse.settings import DataverseSettings
+
+__all__ = ["DataverseService", "DataverseSettings"]

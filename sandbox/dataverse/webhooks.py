@@ -1,0 +1,483 @@
+"""Webhooks as Dataverse sends them (§1 of the spec): registrations (service endpoint + steps), the
+``RemoteExecutionContext`` payload in Microsoft's serialization, and asynchronous delivery with a
+system-job-like log.
+
+Steps run asynchronously in PostOperation (Mode 1, Stage 40), as in Microsoft's sample. Delivery
+runs as a task in the server's own event loop, so the Web API answer never waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import html
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import httpx
+
+from sandbox.common.clock import Clock
+from sandbox.dataverse.schema import TABLES, Column, Kind, Table
+from sandbox.dataverse.settings import DataverseSettings
+from sandbox.dataverse.store import target_key
+from sandbox.dataverse.webapi import Write
+
+CONTRACTS = "http://schemas.microsoft.com/xrm/2011/Contracts"
+ENTITY_TYPE = f"Entity:{CONTRACTS}"
+AUTH_TYPES = ("WebhookKey", "HttpHeader", "HttpQueryString")
+MESSAGES = ("Create", "Update")
+RETRIED_STATUSES = (502, 503, 504)  # "one more attempt only when these error codes are returned"
+# Columns Dataverse sets itself on update; they are in the Target however the caller's changes are
+_PLATFORM_UPDATE = ("modifiedon", "_modifiedby_value", "versionnumber", "fullname", "yomifullname")
+# asyncoperation statecode/statuscode pairs
+READY, IN_PROGRESS, SUCCEEDED, FAILED = (0, 0), (2, 20), (3, 30), (3, 31)
+_SETTING = re.compile(r'<setting\s+name="(?P<name>[^"]*)"\s+value="(?P<value>[^"]*)"\s*/>')
+
+
+@dataclass
+class Endpoint:
+    serviceendpointid: str
+    name: str
+    url: str
+    auth_type: str
+    auth_value: Any  # str for WebhookKey, {name: value} for HttpHeader / HttpQueryString
+
+
+@dataclass
+class Step:
+    sdkmessageprocessingstepid: str
+    serviceendpointid: str
+    message: str
+    entity: str
+    filtering_attributes: list[str] | None
+
+    def fires_for(self, write: Write) -> bool:
+        if write.message != self.message or write.table.logical_name != self.entity:
+            return False
+        if write.message != "Update" or not self.filtering_attributes:
+            return True
+        changed = {write.table.columns[c].attribute for c in write.changed}
+        return bool(changed & set(self.filtering_attributes))
+
+
+class Webhooks:
+    """Registered endpoints and steps, the deliveries they made, and the delivery itself."""
+
+    def __init__(self, settings: Callable[[], DataverseSettings], clock: Clock) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._endpoints: dict[str, Endpoint] = {}
+        self._steps: list[Step] = []
+        self._deliveries: list[dict[str, Any]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- registrations --------------------------------------------------------------------------
+
+    def register(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Register an endpoint and its steps from the admin API's JSON; ValueError if invalid."""
+        url, auth_type = spec.get("url"), spec.get("auth_type")
+        if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
+            raise ValueError("url must be an absolute http(s) URL")
+        if auth_type not in AUTH_TYPES:
+            raise ValueError(f"auth_type must be one of {AUTH_TYPES}")
+        entity = spec.get("entity", "contact")
+        if entity not in TABLES:
+            raise ValueError(f"entity must be one of {sorted(TABLES)}")
+        messages = list(spec.get("messages") or MESSAGES)
+        if not set(messages) <= set(MESSAGES):
+            raise ValueError(f"messages must be among {MESSAGES}")
+        endpoint = Endpoint(
+            serviceendpointid=str(uuid.uuid4()),
+            name=str(spec.get("name") or f"sandbox webhook {urlsplit(url).netloc}"),
+            url=url,
+            auth_type=auth_type,
+            auth_value=_auth_value(auth_type, spec.get("auth_value")),
+        )
+        filtering = _filtering(TABLES[entity], spec.get("filtering_attributes"))
+        steps = [
+            Step(str(uuid.uuid4()), endpoint.serviceendpointid, message, entity, filtering)
+            for message in messages
+        ]
+        with self._lock:
+            self._endpoints[endpoint.serviceendpointid] = endpoint
+            self._steps.extend(steps)
+        return self._describe(endpoint)
+
+    def registrations(self) -> list[dict[str, Any]]:
+        """Registrations without their auth values, which Dataverse never gives back."""
+        with self._lock:
+            return [self._describe(e) for e in self._endpoints.values()]
+
+    def unregister(self, endpoint_id: str | None = None) -> int:
+        with self._lock:
+            gone = [e for e in self._endpoints if endpoint_id in (None, e)]
+            for key in gone:
+                del self._endpoints[key]
+            self._steps = [s for s in self._steps if s.serviceendpointid in self._endpoints]
+            return len(gone)
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [json.loads(json.dumps(d)) for d in self._deliveries]
+
+    def reset(self) -> None:
+        with self._lock:
+            self._endpoints.clear()
+            self._steps.clear()
+            self._deliveries = []  # a new list: deliveries still running finish into the old one
+
+    def dump(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "endpoints": [asdict(e) for e in self._endpoints.values()],
+                "steps": [asdict(s) for s in self._steps],
+            }
+
+    def load(self, data: dict[str, Any]) -> None:
+        with self._lock:
+            for raw in data.get("endpoints", []):
+                endpoint = Endpoint(**raw)
+                self._endpoints[endpoint.serviceendpointid] = endpoint
+            self._steps.extend(Step(**raw) for raw in data.get("steps", []))
+
+    def _describe(self, endpoint: Endpoint) -> dict[str, Any]:
+        return {
+            "serviceendpointid": endpoint.serviceendpointid,
+            "name": endpoint.name,
+            "url": endpoint.url,
+            "contract": 8,  # webhook
+            "authtype": endpoint.auth_type,
+            "steps": [
+                {
+                    "sdkmessageprocessingstepid": s.sdkmessageprocessingstepid,
+                    "message": s.message,
+                    "primaryobjecttypecode": s.entity,
+                    "filteringattributes": ",".join(s.filtering_attributes or []) or None,
+                    "stage": 40,
+                    "mode": 1,
+                }
+                for s in self._steps
+                if s.serviceendpointid == endpoint.serviceendpointid
+            ],
+        }
+
+    # --- firing ---------------------------------------------------------------------------------
+
+    def notify(self, write: Write) -> None:
+        """Queue a delivery per step the write fires; call from the server's event loop."""
+        with self._lock:
+            fired = [
+                (s, self._endpoints[s.serviceendpointid]) for s in self._steps if s.fires_for(write)
+            ]
+        if not fired:
+            return
+        correlation_id = str(uuid.uuid4())
+        loop = asyncio.get_running_loop()
+        for step, endpoint in fired:
+            context = build_context(
+                write, step, self._settings(), self._clock.now(), correlation_id
+            )
+            task = loop.create_task(self._deliver(write, step, endpoint, context))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(
+        self, write: Write, step: Step, endpoint: Endpoint, context: dict[str, Any]
+    ) -> None:
+        settings = self._settings()
+        body = serialize(context)
+        size_exceeded = len(body) > settings.webhook_max_payload_bytes
+        if size_exceeded:
+            body = serialize(strip_oversize(context))
+        headers = {
+            "content-type": settings.webhook_content_type,
+            "x-ms-dynamics-organization": urlsplit(write.caller.org_url).netloc,
+            "x-ms-dynamics-entity-name": write.table.logical_name,
+            "x-ms-dynamics-request-name": write.message,
+            "x-ms-correlation-request-id": context["CorrelationId"],
+        }
+        if size_exceeded:
+            headers["x-ms-dynamics-msg-size-exceeded"] = settings.webhook_size_exceeded_header_value
+        query: dict[str, str] = {}
+        if endpoint.auth_type == "WebhookKey":
+            query["code"] = endpoint.auth_value
+        elif endpoint.auth_type == "HttpQueryString":
+            query.update(endpoint.auth_value)
+        else:
+            headers.update(endpoint.auth_value)
+        separator = "&" if "?" in endpoint.url else "?"
+        url = f"{endpoint.url}{separator}{urlencode(query)}" if query else endpoint.url
+        job = {
+            "asyncoperationid": context["OperationId"],
+            "name": f"{endpoint.name}: {write.message} of {write.table.logical_name}",
+            "operationtype": 1,  # System Event
+            "statecode": READY[0],
+            "statuscode": READY[1],
+            "message": None,
+            "messagename": write.message,
+            "primaryentitytype": write.table.logical_name,
+            "regardingobjectid": context["PrimaryEntityId"],
+            "_owningextensionid_value": step.sdkmessageprocessingstepid,
+            "serviceendpointid": endpoint.serviceendpointid,
+            "correlationid": context["CorrelationId"],
+            "createdon": _iso(self._clock.now()),
+            "completedon": None,
+            "payload_bytes": len(body),
+            "size_exceeded": size_exceeded,
+            "attempts": [],
+        }
+        with self._lock:
+            self._deliveries.append(job)
+        job["statecode"], job["statuscode"] = IN_PROGRESS
+        async with httpx.AsyncClient(timeout=settings.webhook_timeout_s) as client:
+            for _ in range(2):
+                status, error = await _post(client, url, body, headers)
+                job["attempts"].append(
+                    {"status": status, "error": error, "at": _iso(self._clock.now())}
+                )
+                if status not in RETRIED_STATUSES:
+                    break
+        succeeded = status is not None and 200 <= status < 300
+        job["message"] = (
+            None if succeeded else (error or f"The webhook endpoint answered {status}.")
+        )
+        job["completedon"] = _iso(self._clock.now())
+        job["statecode"], job["statuscode"] = SUCCEEDED if succeeded else FAILED
+
+
+async def _post(
+    client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]
+) -> tuple[int | None, str | None]:
+    request_headers = {**headers, "x-request-id": str(uuid.uuid4())}
+    try:
+        response = await client.post(url, content=body, headers=request_headers)
+    except httpx.TimeoutException:
+        return None, "The webhook call timed out."
+    except httpx.HTTPError as exc:
+        return None, f"The webhook call failed: {type(exc).__name__}."
+    return response.status_code, None
+
+
+# --- the RemoteExecutionContext -----------------------------------------------------------------
+
+
+def build_context(
+    write: Write,
+    step: Step,
+    settings: DataverseSettings,
+    now: float,
+    correlation_id: str,
+) -> dict[str, Any]:
+    """The context of ``step`` firing for ``write``, as Python values (see ``serialize``)."""
+    table, row = write.table, write.row
+    record_id = row[table.primary_id]
+    if write.message == "Create":
+        target_columns = [
+            c for c in table.columns if row.get(c) is not None and c != "versionnumber"
+        ]
+    else:
+        changed = [c for c in table.columns if c in write.changed and c not in _PLATFORM_UPDATE]
+        names = ["fullname", "yomifullname"] if "fullname" in write.changed else []
+        target_columns = [*changed, table.primary_id, *names, "modifiedon", "_modifiedby_value"]
+    target = _entity(table, row, dict.fromkeys(target_columns), formatted=write.message == "Create")
+    if write.message == "Update":
+        target["Attributes"].append({"key": "modifiedonbehalfby", "value": None})
+    sent = dict.fromkeys([c for c in write.sent if c in table.columns and c != table.primary_id])
+    parent_target = _entity(table, row, {**sent, table.primary_id: None})
+    common = {
+        "BusinessUnitId": settings.business_unit_id,
+        "CorrelationId": correlation_id,
+        "Depth": 1,
+        "InitiatingUserId": write.caller.user_id,
+    }
+    operation = {
+        "IsExecutingOffline": False,
+        "IsInTransaction": False,
+        "IsOfflinePlayback": False,
+        "IsolationMode": 1,
+        "MessageName": write.message,
+        "Mode": 1,
+        "OperationCreatedOn": f"/Date({int(now * 1000)}+0000)/",
+        "OperationId": str(uuid.uuid4()),
+        "OrganizationId": settings.organization_id,
+        "OrganizationName": settings.organization_name,
+        "OutputParameters": [{"key": "id", "value": record_id}]
+        if write.message == "Create"
+        else [],
+        "OwningExtension": {
+            "Id": step.sdkmessageprocessingstepid,
+            "KeyAttributes": [],
+            "LogicalName": "sdkmessageprocessingstep",
+            "Name": None,
+            "RowVersion": None,
+        },
+    }
+    tail = {
+        "PrimaryEntityId": record_id,
+        "PrimaryEntityName": table.logical_name,
+        "RequestId": None,
+        "SecondaryEntityName": "none",
+    }
+    parent = {
+        **common,
+        "InputParameters": [
+            {"key": "Target", "value": parent_target},
+            {"key": "SuppressDuplicateDetection", "value": False},
+        ],
+        **operation,
+        "OutputParameters": [],
+        "ParentContext": None,
+        "PostEntityImages": [],
+        "PreEntityImages": [],
+        **tail,
+        "SharedVariables": [
+            {
+                "key": "ChangedEntityTypes",
+                "value": [
+                    {
+                        "__type": "KeyValuePairOfstringstring:#System.Collections.Generic",
+                        "key": table.logical_name,
+                        "value": write.message,
+                    }
+                ],
+            }
+        ],
+        "Stage": 30,
+        "UserId": write.caller.user_id,
+    }
+    primary_name = _entity(table, row, {table.primary_name: None, table.primary_id: None})
+    del primary_name["__type"]  # image entities carry no __type in Microsoft's sample
+    return {
+        **common,
+        "InputParameters": [{"key": "Target", "value": target}],
+        **operation,
+        "ParentContext": parent,
+        "PostEntityImages": [{"key": "AsynchronousStepPrimaryName", "value": primary_name}],
+        "PreEntityImages": [],
+        **tail,
+        "SharedVariables": (
+            [{"key": "DefaultsAddedFlag", "value": True}] if write.message == "Create" else []
+        ),
+        "Stage": 40,
+        "UserId": write.caller.user_id,
+    }
+
+
+def strip_oversize(context: dict[str, Any]) -> dict[str, Any]:
+    """What is left of a context past 256 KB. The docs say these properties are "removed"; the
+    serializer writes every member, so they are emptied (NOT FOUND: verbatim oversize payload)."""
+    return {
+        **context,
+        "ParentContext": None,
+        "InputParameters": [],
+        "PreEntityImages": [],
+        "PostEntityImages": [],
+    }
+
+
+def serialize(context: dict[str, Any]) -> bytes:
+    """JSON as DataContractJsonSerializer writes it: compact, UTF-8, every ``/`` escaped."""
+    text = json.dumps(context, ensure_ascii=False, separators=(",", ":"))
+    # "/" occurs only inside JSON strings, so escaping every one is exact
+    return text.replace("/", "\\/").encode()
+
+
+def _entity(
+    table: Table, row: dict[str, Any], columns: dict[str, None], *, formatted: bool = False
+) -> dict[str, Any]:
+    attributes = [
+        {"key": table.columns[c].attribute, "value": _value(table.columns[c], row, c)}
+        for c in columns
+    ]
+    formatted_values = []
+    if formatted:
+        for name in columns:
+            text = _formatted(table.columns[name], row.get(name))
+            if text is not None:
+                formatted_values.append({"key": table.columns[name].attribute, "value": text})
+    return {
+        "__type": ENTITY_TYPE,
+        "Attributes": attributes,
+        "EntityState": None,
+        "FormattedValues": formatted_values,
+        "Id": row[table.primary_id],
+        "KeyAttributes": [],
+        "LogicalName": table.logical_name,
+        "RelatedEntities": [],
+        "RowVersion": None,
+    }
+
+
+def _value(column: Column, row: dict[str, Any], name: str) -> Any:
+    value = row.get(name)
+    if value is None:
+        return None
+    if column.kind is Kind.LOOKUP:
+        return {
+            "__type": f"EntityReference:{CONTRACTS}",
+            "Id": value,
+            "KeyAttributes": [],
+            "LogicalName": row.get(target_key(name)),
+            "Name": None,
+            "RowVersion": None,
+        }
+    if column.kind in (Kind.PICKLIST, Kind.STATE, Kind.STATUS):
+        return {"__type": f"OptionSetValue:{CONTRACTS}", "Value": value}
+    if column.kind is Kind.MONEY:
+        return {"__type": f"Money:{CONTRACTS}", "Value": value}
+    if column.kind is Kind.DATETIME:
+        return f"/Date({_epoch_ms(value)})/"
+    return value
+
+
+def _formatted(column: Column, value: Any) -> str | None:
+    if value is None:
+        return None
+    if column.options:
+        return column.options.get(value)
+    if column.kind is Kind.DATETIME:
+        return value.removesuffix("Z") + "-00:00"
+    return None
+
+
+def _epoch_ms(iso: str) -> int:
+    return calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ")) * 1000
+
+
+def _iso(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def _auth_value(auth_type: str, value: Any) -> Any:
+    if auth_type == "WebhookKey":
+        if not isinstance(value, str) or not value:
+            raise ValueError("a WebhookKey auth_value is the key itself (a non-empty string)")
+        return value
+    if isinstance(value, str):
+        # the Plug-in Registration Tool stores pairs as <settings><setting name= value= />...
+        value = {
+            html.unescape(m["name"]): html.unescape(m["value"]) for m in _SETTING.finditer(value)
+        }
+    if not isinstance(value, dict) or not value:
+        raise ValueError(f"a {auth_type} auth_value is a non-empty object of name: value pairs")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _filtering(table: Table, value: Any) -> list[str] | None:
+    if not value:
+        return None
+    names = value.split(",") if isinstance(value, str) else list(value)
+    names = [n.strip().lower() for n in names if n.strip()]
+    known = {c.attribute for c in table.columns.values()}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise ValueError(f"unknown filtering attributes for {table.logical_name}: {unknown}")
+    return names
