@@ -1,0 +1,447 @@
+"""``DynamicsHook``: reads contacts and accounts from the Dataverse Web API (Dynamics 365).
+
+Connection ``dynamics365_default`` (any ``conn_type``; ``http`` is fine):
+
+- ``host``: the environment URL, ``https://contoso.crm.dynamics.com`` (``https://`` is assumed
+  when no scheme is given; ``port`` is appended when set);
+- ``login`` / ``password``: the app registration's client id and client secret;
+- ``extra`` (JSON)::
+
+    {
+      "tenant_id": "<directory (tenant) id or domain>",       # required
+      "authority_host": "https://login.microsoftonline.com",  # default
+      "resource_url": "<host>",                                # default: the environment URL
+      "api_version": "v9.2",                                   # default
+      "timeout": [10, 60],                                     # seconds, or one number for both
+      "max_attempts": 5,         # tries per request in all (1 = no retries)
+      "backoff_base": 1.0,       # first backoff in seconds, doubling per retry (with jitter)
+      "backoff_max": 60.0,       # longest backoff
+      "max_retry_after": 300     # longest Retry-After (429) waited out; longer fails at once
+    }
+
+Locally, as an environment variable::
+
+    AIRFLOW_CONN_DYNAMICS365_DEFAULT='{"conn_type": "http", "host": "https://contoso.crm.dynamics.com",
+      "login": "<client id>", "password": "<client secret>", "extra": {"tenant_id": "<tenant>"}}'
+
+Tokens come from Entra ID's v2.0 client-credentials endpoint with ``scope=<resource_url>/.default``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import requests
+from airflow.sdk import BaseHook
+
+from contact_sync.hooks._http import (
+    RETRY_EXTRAS,
+    ConnectionExtras,
+    IssuedToken,
+    Reauthenticate,
+    Retry,
+    RetryingCaller,
+    RetryPolicy,
+    Timeout,
+    TokenCache,
+    describe_url,
+    json_or_none,
+    parse_retry_after,
+    response_excerpt,
+)
+from contact_sync.hooks.errors import (
+    DynamicsAuthError,
+    DynamicsError,
+    DynamicsNotFoundError,
+    DynamicsRateLimitError,
+    DynamicsRequestError,
+    HookConfigError,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT: Timeout = (10.0, 60.0)
+DEFAULT_RETRY = RetryPolicy(max_attempts=5, backoff_base=1.0, backoff_max=60.0, max_retry_after=300)
+# "Max URL length 32 KB (32,768 chars)" (dynamics365-api.md §3.1); longer id lists are split.
+MAX_URL_LENGTH = 32_768
+MAX_PAGE_SIZE = 5_000
+OBJECT_DOES_NOT_EXIST = "0x80040217"  # the error code of a 404 for a missing record
+
+_ODATA_HEADERS = {
+    "Accept": "application/json",
+    "OData-MaxVersion": "4.0",
+    "OData-Version": "4.0",
+    "If-None-Match": "null",
+}
+# OData expressions stay readable in the URL (and in its measured length) like Microsoft's
+# examples; everything else, spaces and '+' included, is percent-encoded.
+_QUERY_SAFE = "$,()'=:/"
+_EXTRAS = ("tenant_id", "authority_host", "resource_url", "api_version", "timeout", *RETRY_EXTRAS)
+
+
+@dataclass(frozen=True)
+class NotFound:
+    """The typed "no such record" result of a single-record read."""
+
+    entity: str
+    id: str
+
+
+@dataclass(frozen=True)
+class DynamicsSettings:
+    """Everything the hook needs from its Connection, checked once."""
+
+    conn_id: str
+    environment_url: str
+    resource_url: str
+    api_url: str
+    token_url: str
+    scope: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    timeout: Timeout
+    retry: RetryPolicy
+
+
+class DynamicsHook(BaseHook):
+    """Dataverse Web API client: one session, one cached Entra ID token, one ``_request``.
+
+    :param dynamics365_conn_id: the Airflow Connection to use (see the module docstring).
+    """
+
+    conn_name_attr = "dynamics365_conn_id"
+    default_conn_name = "dynamics365_default"
+    conn_type = "dynamics365"
+    hook_name = "Dynamics 365 (Dataverse Web API)"
+
+    def __init__(self, dynamics365_conn_id: str = default_conn_name) -> None:
+        super().__init__()
+        self.dynamics365_conn_id = dynamics365_conn_id
+
+    # --- Connection, session, token (all lazy) -----------------------------------------------
+
+    @cached_property
+    def settings(self) -> DynamicsSettings:
+        conn_id = self.dynamics365_conn_id
+        conn = self.get_connection(conn_id)
+        extras = ConnectionExtras(conn_id, conn.extra_dejson)
+        extras.warn_unknown(_EXTRAS)
+        if not conn.host:
+            raise HookConfigError(f"Connection {conn_id!r}: host (the environment URL) is required")
+        if not conn.login or not conn.password:
+            raise HookConfigError(
+                f"Connection {conn_id!r}: login (client id) and password (client secret) "
+                "are required"
+            )
+        environment_url = _base_url(conn.host, conn.port)
+        resource_url = extras.text("resource_url", environment_url).rstrip("/")
+        authority = extras.text("authority_host", "https://login.microsoftonline.com").rstrip("/")
+        tenant = extras.required_text("tenant_id", "the Entra ID directory (tenant) id")
+        api_version = extras.text("api_version", "v9.2")
+        return DynamicsSettings(
+            conn_id=conn_id,
+            environment_url=environment_url,
+            resource_url=resource_url,
+            api_url=f"{environment_url}/api/data/{api_version}",
+            token_url=f"{authority}/{quote(tenant, safe='')}/oauth2/v2.0/token",
+            scope=f"{resource_url}/.default",
+            client_id=conn.login,
+            client_secret=conn.password,
+            timeout=extras.timeout(DEFAULT_TIMEOUT),
+            retry=extras.retry_policy(DEFAULT_RETRY),
+        )
+
+    @cached_property
+    def session(self) -> requests.Session:
+        session = requests.Session()
+        session.headers["User-Agent"] = "contact-sync-dynamics-hook"
+        return session
+
+    @cached_property
+    def _caller(self) -> RetryingCaller:
+        return RetryingCaller(
+            session=self.session,
+            timeout=self.settings.timeout,
+            policy=self.settings.retry,
+            transport_error=lambda message: DynamicsRequestError(message),
+            logger=log,
+        )
+
+    @cached_property
+    def _tokens(self) -> TokenCache:
+        return TokenCache(self._fetch_token)
+
+    def get_conn(self) -> requests.Session:
+        """The hook's ``requests.Session`` (Airflow's hook interface)."""
+        return self.session
+
+    def _fetch_token(self) -> IssuedToken:
+        """A client-credentials token from Entra ID's v2.0 endpoint (secret in the body)."""
+        settings = self.settings
+        response = self._caller.send(
+            "POST",
+            settings.token_url,
+            data={
+                "grant_type": "client_credentials",
+                "client_id": settings.client_id,
+                "client_secret": settings.client_secret,
+                "scope": settings.scope,
+            },
+        )
+        body = json_or_none(response)
+        if response.status_code >= 500 or response.status_code == 429:
+            raise Retry(
+                self._error(DynamicsRequestError, response, "Entra ID token request failed")
+            )
+        if response.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
+            error = body.get("error") if isinstance(body, dict) else None
+            raise DynamicsAuthError(
+                f"Entra ID refused the client credentials of connection {settings.conn_id!r}",
+                status=response.status_code,
+                code=error,
+                # error_description names the AADSTS reason; it never echoes the secret.
+                excerpt=body.get("error_description") if isinstance(body, dict) else None,
+            )
+        log.info("Fetched an Entra ID token for connection %r", settings.conn_id)
+        return IssuedToken(value=body["access_token"], lifetime=float(body.get("expires_in", 0)))
+
+    # --- The choke point ------------------------------------------------------------------------
+
+    def _request(self, method: str, url: str, *, headers: dict[str, str] | None = None) -> Any:
+        """Send a Web API request with auth, OData headers, timeout, retries and error mapping.
+
+        ``url`` is absolute (a ``@odata.nextLink``) or relative to the API root.
+        """
+        settings = self.settings
+        if "://" not in url:
+            url = f"{settings.api_url}/{url.lstrip('/')}"
+        elif not any(
+            url.lower().startswith(f"{origin.lower()}/api/data/")
+            for origin in (settings.environment_url, settings.resource_url)
+        ):
+            # A nextLink names the environment as Dataverse knows it (the host or the resource
+            # URL); the bearer token must never go anywhere else.
+            raise DynamicsRequestError(f"refusing to send a token to a foreign URL ({url[:60]}…)")
+        what = describe_url(method, url)
+
+        def attempt() -> Any:
+            token = self._tokens.get()
+            response = self._caller.send(
+                method,
+                url,
+                headers={**_ODATA_HEADERS, **(headers or {}), "Authorization": f"Bearer {token}"},
+            )
+            status = response.status_code
+            if status < 400:
+                return json_or_none(response) if response.content else None
+            if status == 401:
+                raise Reauthenticate(self._error(DynamicsAuthError, response, "token refused"))
+            if status == 429:
+                raise Retry(
+                    self._error(DynamicsRateLimitError, response, "service protection limit")
+                )
+            if status >= 500:
+                raise Retry(self._error(DynamicsRequestError, response, "server error"))
+            if status == 404:
+                raise self._error(DynamicsNotFoundError, response, f"{what} not found")
+            raise self._error(DynamicsRequestError, response, f"{what} rejected")
+
+        return self._caller.run(attempt, what=what, reauthenticate=self._tokens.invalidate)
+
+    @staticmethod
+    def _error(
+        kind: type[DynamicsError], response: requests.Response, message: str
+    ) -> DynamicsError:
+        body = json_or_none(response)
+        error = body.get("error") if isinstance(body, dict) else None
+        error = error if isinstance(error, dict) else {}
+        return kind(
+            message,
+            status=response.status_code,
+            code=error.get("code") or None,  # Dataverse often sends an empty code
+            excerpt=error.get("message") or response_excerpt(response),
+            request_id=response.headers.get("x-ms-service-request-id"),
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+
+    # --- Reads ----------------------------------------------------------------------------------
+
+    def get_contact(
+        self, contact_id: str, *, select: Sequence[str], account_select: Sequence[str] | None = None
+    ) -> dict[str, Any] | NotFound:
+        """One contact, with its parent account expanded when ``account_select`` is given.
+
+        :return: the record, or :class:`NotFound` when Dataverse has no such contact.
+        """
+        contact_id = normalise_id(contact_id)
+        params = _query_options(select, account_select)
+        try:
+            record = self._request("GET", _url(f"contacts({contact_id})", params))
+        except DynamicsNotFoundError as exc:
+            # Only "this record does not exist" is a result; a 404 for the path itself (a wrong
+            # api_version) stays an error.
+            if exc.code != OBJECT_DOES_NOT_EXIST:
+                raise
+            return NotFound("contact", contact_id)
+        record.pop("@odata.context", None)
+        return record
+
+    def get_contacts(
+        self,
+        ids: Iterable[str],
+        *,
+        select: Sequence[str],
+        account_select: Sequence[str] | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        """Contacts by id (lower-case id → record); ids Dataverse does not have are absent."""
+        params = _query_options(select, account_select)
+        return self._get_by_ids("contacts", "contactid", ids, params)
+
+    def get_accounts(
+        self, ids: Iterable[str], *, select: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        """Accounts by id (lower-case id → record); ids Dataverse does not have are absent."""
+        return self._get_by_ids("accounts", "accountid", ids, _query_options(select, None))
+
+    def _get_by_ids(
+        self, entity_set: str, key: str, ids: Iterable[str], params: dict[str, str]
+    ) -> dict[str, dict[str, Any]]:
+        """One ``Microsoft.Dynamics.CRM.In`` query per URL-sized chunk of ids."""
+        wanted = sorted({normalise_id(i) for i in ids})
+        if not wanted:
+            return {}
+
+        def url_for(chunk: Sequence[str]) -> str:
+            values = ",".join(f"'{i}'" for i in chunk)
+            id_filter = f"Microsoft.Dynamics.CRM.In(PropertyName='{key}',PropertyValues=[{values}])"
+            return _url(entity_set, {**params, "$filter": id_filter})
+
+        found: dict[str, dict[str, Any]] = {}
+        chunks = _chunks_fitting(wanted, url_for, self._max_url_length())
+        for chunk in chunks:
+            for page in self._pages(url_for(chunk), MAX_PAGE_SIZE):
+                for record in page:
+                    found[str(record[key]).lower()] = record
+        log.info(
+            "Read %d of %d %s in %d request chunk(s)",
+            len(found),
+            len(wanted),
+            entity_set,
+            len(chunks),
+        )
+        return found
+
+    def _max_url_length(self) -> int:
+        return MAX_URL_LENGTH - len(self.settings.api_url) - 1
+
+    def iter_contact_pages(
+        self,
+        *,
+        filter: str,
+        select: Sequence[str],
+        orderby: str = "modifiedon asc,contactid asc",
+        page_size: int = MAX_PAGE_SIZE,
+        account_select: Sequence[str] | None = None,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Pages of contacts matching an OData ``filter``, fetched as they are consumed."""
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}, not {page_size}")
+        params = {**_query_options(select, account_select), "$filter": filter, "$orderby": orderby}
+        yield from self._pages(_url("contacts", params), page_size)
+
+    def iter_contacts(
+        self,
+        *,
+        filter: str,
+        select: Sequence[str],
+        orderby: str = "modifiedon asc,contactid asc",
+        page_size: int = MAX_PAGE_SIZE,
+        account_select: Sequence[str] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """The records of :meth:`iter_contact_pages`, one at a time."""
+        for page in self.iter_contact_pages(
+            filter=filter,
+            select=select,
+            orderby=orderby,
+            page_size=page_size,
+            account_select=account_select,
+        ):
+            yield from page
+
+    def _pages(self, url: str, page_size: int) -> Iterator[list[dict[str, Any]]]:
+        """Follow ``@odata.nextLink`` verbatim, resending the same page size, until it is absent."""
+        headers = {"Prefer": f"odata.maxpagesize={page_size}"}
+        next_url: str | None = url
+        pages = 0
+        while next_url:
+            body = self._request("GET", next_url, headers=headers)
+            pages += 1
+            records = body.get("value", [])
+            log.debug("Page %d: %d record(s)", pages, len(records))
+            yield records
+            next_url = body.get("@odata.nextLink")
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Fetch a token and read one contact id (Airflow's "Test connection").
+
+        Reading a contact, rather than calling ``WhoAmI``, also proves the application user may
+        read the table the sync needs.
+        """
+        try:
+            self._request("GET", _url("contacts", {"$select": "contactid", "$top": "1"}))
+        except (DynamicsError, HookConfigError) as exc:
+            return False, str(exc)
+        return True, f"Connected to {self.settings.environment_url}; contacts are readable"
+
+
+def normalise_id(value: str) -> str:
+    """A Dataverse id in canonical lower-case form; anything that is not a GUID is refused.
+
+    Ids end up inside OData filters, so checking them here also rules out filter injection.
+    """
+    try:
+        return str(uuid.UUID(str(value).strip().strip("{}")))
+    except ValueError:
+        raise ValueError(f"not a Dataverse id (GUID): {str(value)[:40]!r}") from None
+
+
+def _query_options(select: Sequence[str], account_select: Sequence[str] | None) -> dict[str, str]:
+    if not select:
+        raise ValueError("select must name at least one column")
+    params = {"$select": ",".join(select)}
+    if account_select:
+        params["$expand"] = f"parentcustomerid_account($select={','.join(account_select)})"
+    return params
+
+
+def _url(path: str, params: dict[str, str]) -> str:
+    return f"{path}?{urlencode(params, quote_via=quote, safe=_QUERY_SAFE)}"
+
+
+def _chunks_fitting(
+    ids: list[str], url_for: Callable[[Sequence[str]], str], max_length: int
+) -> list[list[str]]:
+    """Split ``ids`` into as few chunks as keep every ``url_for(chunk)`` within ``max_length``.
+
+    Canonical GUIDs all have the same length, so each id adds the same number of characters:
+    two measurements give the capacity exactly.
+    """
+    one = len(url_for(ids[:1]))
+    per_id = len(url_for(ids[:2])) - one if len(ids) > 1 else 0
+    if one > max_length:
+        raise ValueError("the select list alone makes the URL too long for Dataverse")
+    capacity = len(ids) if per_id == 0 else 1 + (max_length - one) // per_id
+    return [ids[i : i + capacity] for i in range(0, len(ids), capacity)]
+
+
+def _base_url(host: str, port: int | None) -> str:
+    url = host.strip().rstrip("/")
+    if "://" not in url:
+        url = f"https://{url}"
+    return f"{url}:{port}" if port else url

@@ -1,0 +1,448 @@
+"""``MarketoHook``: finds and upserts leads (and companies) through Marketo's REST API.
+
+Connection ``marketo_default`` (any ``conn_type``; ``http`` is fine):
+
+- ``host``: the REST base URL, ``https://123-ABC-456.mktorest.com``, or just the Munchkin id
+  ``123-ABC-456``, which expands to that URL (a trailing ``/rest`` or ``/identity`` is dropped);
+- ``login`` / ``password``: the LaunchPoint custom service's client id and client secret;
+- ``extra`` (JSON), all optional::
+
+    {
+      "timeout": [10, 90],        # seconds, or one number for both (Sync Leads may take 90 s)
+      "max_attempts": 5,          # tries per request in all (1 = no retries)
+      "backoff_base": 2.0,        # first backoff in seconds, doubling per retry (with jitter)
+      "backoff_max": 30.0,        # longest backoff (Marketo's rate window is 20 s)
+      "max_retry_after": 300,     # shared retry knob (Marketo sends no Retry-After)
+      "rate_limit_calls": 50,     # client-side sliding window: calls ...
+      "rate_limit_window_s": 20,  # ... per this many seconds (Adobe's advice per integration)
+      "max_concurrent": 5         # calls in flight at once, per process (Marketo refuses > 10)
+    }
+
+Locally, as an environment variable::
+
+    AIRFLOW_CONN_MARKETO_DEFAULT='{"conn_type": "http", "host": "123-ABC-456",
+      "login": "<client id>", "password": "<client secret>"}'
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import requests
+from airflow.sdk import BaseHook
+
+from contact_sync.hooks._http import (
+    RETRY_EXTRAS,
+    ConnectionExtras,
+    IssuedToken,
+    Reauthenticate,
+    Retry,
+    RetryingCaller,
+    RetryPolicy,
+    Timeout,
+    TokenCache,
+    describe_url,
+    json_or_none,
+    response_excerpt,
+)
+from contact_sync.hooks._limiter import CallLimiter, LimiterSettings, shared_limiter
+from contact_sync.hooks.errors import (
+    HookConfigError,
+    MarketoApiError,
+    MarketoAuthError,
+    MarketoDailyQuotaError,
+    MarketoError,
+    MarketoRateLimitError,
+    redact,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT: Timeout = (10.0, 90.0)
+DEFAULT_RETRY = RetryPolicy(max_attempts=5, backoff_base=2.0, backoff_max=30.0, max_retry_after=300)
+# Adobe's advice is ≤ 50 calls / 20 s per integration (the instance allows 100). The concurrency
+# cap is per process and cannot see other workers or integrations, so it keeps half of
+# Marketo's 10 free for them.
+DEFAULT_LIMITS = LimiterSettings(max_calls=50, window_s=20.0, max_concurrent=5)
+BATCH_SIZE = 300  # Marketo's maximum filter values, page size and records per sync call
+
+# Response-level error codes (marketo-api.md §4), as the strings Marketo sends.
+AUTH_CODES = frozenset({"600", "601", "602"})  # no / invalid / expired token: renew once
+RATE_LIMIT_CODES = frozenset({"606", "615"})  # rate window / concurrency: back off
+TRANSIENT_CODES = frozenset(
+    {"604", "608", "611", "713"}
+)  # time-out, unavailable, system, transient
+DAILY_QUOTA_CODE = "607"  # spent until midnight CST: fail fast
+
+_MUNCHKIN_ID = re.compile(r"^\d{3}-[A-Za-z]{3}-\d{3}$")
+_EXTRAS = ("timeout", "rate_limit_calls", "rate_limit_window_s", "max_concurrent", *RETRY_EXTRAS)
+
+
+@dataclass(frozen=True)
+class MarketoReason:
+    """Why Marketo skipped a record (``code`` is a string such as ``"1004"``)."""
+
+    code: str
+    message: str
+
+
+class _RecordOutcome:
+    status: str
+
+    @property
+    def skipped(self) -> bool:
+        return self.status == "skipped"
+
+
+@dataclass(frozen=True)
+class LeadSyncResult(_RecordOutcome):
+    """Marketo's answer for one lead of a Sync Leads call, in input order."""
+
+    status: str  # "created" | "updated" | "skipped"
+    lead_id: int | None
+    reasons: tuple[MarketoReason, ...] = ()
+
+
+@dataclass(frozen=True)
+class CompanySyncResult(_RecordOutcome):
+    """Marketo's answer for one company of a Sync Companies call, in input order."""
+
+    status: str  # "created" | "updated" | "skipped"
+    company_id: int | None
+    reasons: tuple[MarketoReason, ...] = ()
+
+
+@dataclass(frozen=True)
+class MarketoSettings:
+    """Everything the hook needs from its Connection, checked once."""
+
+    conn_id: str
+    base_url: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    timeout: Timeout
+    retry: RetryPolicy
+    limits: LimiterSettings
+
+
+class MarketoHook(BaseHook):
+    """Marketo REST client: one session, one cached token, a shared limiter, one ``_request``.
+
+    :param marketo_conn_id: the Airflow Connection to use (see the module docstring).
+    """
+
+    conn_name_attr = "marketo_conn_id"
+    default_conn_name = "marketo_default"
+    conn_type = "marketo"
+    hook_name = "Adobe Marketo Engage"
+
+    def __init__(self, marketo_conn_id: str = default_conn_name) -> None:
+        super().__init__()
+        self.marketo_conn_id = marketo_conn_id
+
+    # --- Connection, session, token, limiter (all lazy) --------------------------------------
+
+    @cached_property
+    def settings(self) -> MarketoSettings:
+        conn_id = self.marketo_conn_id
+        conn = self.get_connection(conn_id)
+        extras = ConnectionExtras(conn_id, conn.extra_dejson)
+        extras.warn_unknown(_EXTRAS)
+        if not conn.host:
+            raise HookConfigError(
+                f"Connection {conn_id!r}: host (REST base URL or Munchkin id) is required"
+            )
+        if not conn.login or not conn.password:
+            raise HookConfigError(
+                f"Connection {conn_id!r}: login (client id) and password (client secret) "
+                "are required"
+            )
+        return MarketoSettings(
+            conn_id=conn_id,
+            base_url=rest_base_url(conn.host, conn.port),
+            client_id=conn.login,
+            client_secret=conn.password,
+            timeout=extras.timeout(DEFAULT_TIMEOUT),
+            retry=extras.retry_policy(DEFAULT_RETRY),
+            limits=LimiterSettings(
+                max_calls=extras.integer("rate_limit_calls", DEFAULT_LIMITS.max_calls),
+                window_s=extras.number("rate_limit_window_s", DEFAULT_LIMITS.window_s),
+                max_concurrent=extras.integer("max_concurrent", DEFAULT_LIMITS.max_concurrent),
+            ),
+        )
+
+    @cached_property
+    def session(self) -> requests.Session:
+        session = requests.Session()
+        session.headers["User-Agent"] = "contact-sync-marketo-hook"
+        return session
+
+    @cached_property
+    def _caller(self) -> RetryingCaller:
+        return RetryingCaller(
+            session=self.session,
+            timeout=self.settings.timeout,
+            policy=self.settings.retry,
+            transport_error=lambda message: MarketoApiError(None, message),
+            logger=log,
+        )
+
+    @cached_property
+    def _tokens(self) -> TokenCache:
+        # Renew at most a minute early: the identity endpoint re-issues the same token until it
+        # really expires, so an earlier renewal only returns it again.
+        return TokenCache(self._fetch_token, max_margin=60.0)
+
+    @cached_property
+    def _limiter(self) -> CallLimiter:
+        settings = self.settings
+        return shared_limiter(settings.base_url, settings.client_id, settings.limits)
+
+    def get_conn(self) -> requests.Session:
+        """The hook's ``requests.Session`` (Airflow's hook interface)."""
+        return self.session
+
+    def _fetch_token(self) -> IssuedToken:
+        """A token from the identity endpoint, cached for the REMAINING lifetime it reports.
+
+        Identity calls do not count toward Marketo's limits, so they bypass the limiter.
+        """
+        settings = self.settings
+        response = self._caller.send(
+            "POST",
+            f"{settings.base_url}/identity/oauth/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": settings.client_id,
+                "client_secret": settings.client_secret,
+            },
+        )
+        if response.status_code >= 500:
+            raise Retry(
+                MarketoApiError(
+                    str(response.status_code),
+                    f"identity endpoint failed: {response_excerpt(response)}",
+                    status=response.status_code,
+                )
+            )
+        body = json_or_none(response)
+        if response.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
+            error = body if isinstance(body, dict) else {}
+            raise MarketoAuthError(
+                error.get("error"),
+                f"identity endpoint refused the client credentials of connection "
+                f"{settings.conn_id!r}: "
+                f"{error.get('error_description') or response_excerpt(response)}",
+                status=response.status_code,
+            )
+        log.info("Fetched a Marketo token for connection %r", settings.conn_id)
+        return IssuedToken(value=body["access_token"], lifetime=float(body.get("expires_in", 0)))
+
+    # --- The choke point ------------------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | None = None,
+        json: Any = None,
+        idempotent: bool = True,
+    ) -> dict[str, Any]:
+        """Send a REST call with auth, limiter, timeout, retries and error mapping.
+
+        :return: the envelope of a ``success: true`` answer (``result``, ``nextPageToken``, ...).
+        """
+        url = f"{self.settings.base_url}{path}"
+        what = describe_url(method, url)
+
+        def attempt() -> dict[str, Any]:
+            token = self._tokens.get()
+            with self._limiter.slot():
+                response = self._caller.send(
+                    method,
+                    url,
+                    params=params,
+                    data=data,
+                    json=json,
+                    headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                    idempotent=idempotent,
+                )
+            return self._envelope(response, what)
+
+        return self._caller.run(attempt, what=what, reauthenticate=self._tokens.invalidate)
+
+    @staticmethod
+    def _envelope(response: requests.Response, what: str) -> dict[str, Any]:
+        """The success envelope, or the signal / typed error its status and ``errors[0]`` mean."""
+        status = response.status_code
+        body = json_or_none(response)
+        if status >= 500:
+            # 502 is "likely a timeout ... retried with exponential backoff" (marketo-api.md §4)
+            raise Retry(MarketoApiError(str(status), f"{what}: HTTP {status}", status=status))
+        if status != 200 or not isinstance(body, dict):
+            # 413 / 414 and anything unexpected: a request we must fix, not retry.
+            raise MarketoApiError(
+                str(status), f"{what}: HTTP {status}: {response_excerpt(response)}", status=status
+            )
+        if body.get("success") is True:
+            return body
+        errors = body.get("errors") or [{}]
+        code = str(errors[0].get("code", "")) or None
+        message = f"{what}: {errors[0].get('message', 'success is false, no error given')}"
+        request_id = body.get("requestId")
+        if code in AUTH_CODES:
+            raise Reauthenticate(MarketoAuthError(code, message, request_id=request_id))
+        if code == DAILY_QUOTA_CODE:
+            raise MarketoDailyQuotaError(code, message, request_id=request_id)
+        if code in RATE_LIMIT_CODES:
+            raise Retry(MarketoRateLimitError(code, message, request_id=request_id))
+        if code in TRANSIENT_CODES:
+            raise Retry(MarketoApiError(code, message, request_id=request_id))
+        raise MarketoApiError(code, message, request_id=request_id)
+
+    # --- Leads ----------------------------------------------------------------------------------
+
+    def iter_leads(
+        self, filter_type: str, values: Iterable[str], *, fields: Sequence[str]
+    ) -> Iterator[dict[str, Any]]:
+        """Leads whose ``filter_type`` field is one of ``values``, every page of every chunk.
+
+        Always the ``POST ...?_method=GET`` form with the query in the body: filter values are
+        email addresses, which then stay out of URLs (proxy logs, urllib3's debug log), and no
+        URL length has to be computed to stay under Marketo's 8 KB.
+        """
+        unique = list(dict.fromkeys(v.strip() for v in values if v and v.strip()))
+        if any("," in v for v in unique):
+            raise ValueError("Marketo filter values are comma-separated; a value holds a comma")
+        for start in range(0, len(unique), BATCH_SIZE):
+            form = {
+                "filterType": filter_type,
+                "filterValues": ",".join(unique[start : start + BATCH_SIZE]),
+                "fields": ",".join(fields),
+                "batchSize": str(BATCH_SIZE),
+            }
+            while True:
+                body = self._request(
+                    "POST", "/rest/v1/leads.json", params={"_method": "GET"}, data=form
+                )
+                result = body.get("result") or []
+                yield from result
+                token = body.get("nextPageToken")
+                if not result or not token or body.get("moreResult") is False:
+                    break
+                form = {**form, "nextPageToken": token}
+
+    def find_leads(
+        self, filter_type: str, values: Iterable[str], *, fields: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """All leads matching any of ``values`` (see :meth:`iter_leads`), each lead once."""
+        values = list(values)
+        leads = list(
+            {
+                lead["id"]: lead for lead in self.iter_leads(filter_type, values, fields=fields)
+            }.values()
+        )
+        log.info("Found %d lead(s) for %d %s value(s)", len(leads), len(set(values)), filter_type)
+        return leads
+
+    def sync_leads(
+        self,
+        leads: Sequence[Mapping[str, Any]],
+        *,
+        action: str = "createOrUpdate",
+        lookup_field: str = "email",
+        partition_name: str | None = None,
+    ) -> list[LeadSyncResult]:
+        """Create or update leads, 300 per call; one result per input lead, in input order.
+
+        A skipped lead is a result with its reasons, not an exception. A read time-out is not
+        retried here (the write may have happened); the task's own retry replays the batch.
+        """
+        body: dict[str, Any] = {"action": action, "lookupField": lookup_field}
+        if partition_name:
+            body["partitionName"] = partition_name
+        outcomes = [
+            LeadSyncResult(status, record_id, reasons)
+            for status, record_id, reasons in self._sync("/rest/v1/leads.json", leads, body)
+        ]
+        _log_outcomes("lead", outcomes)
+        return outcomes
+
+    def sync_companies(
+        self,
+        companies: Sequence[Mapping[str, Any]],
+        *,
+        action: str = "createOrUpdate",
+        dedupe_by: str = "dedupeFields",
+    ) -> list[CompanySyncResult]:
+        """Create or update company records (keyed by ``externalCompanyId``), like sync_leads."""
+        body = {"action": action, "dedupeBy": dedupe_by}
+        outcomes = [
+            CompanySyncResult(status, record_id, reasons)
+            for status, record_id, reasons in self._sync("/rest/v1/companies.json", companies, body)
+        ]
+        _log_outcomes("company", outcomes)
+        return outcomes
+
+    def _sync(
+        self, path: str, records: Sequence[Mapping[str, Any]], body: dict[str, Any]
+    ) -> Iterator[tuple[str, int | None, tuple[MarketoReason, ...]]]:
+        for start in range(0, len(records), BATCH_SIZE):
+            chunk = list(records[start : start + BATCH_SIZE])
+            answer = self._request("POST", path, json={**body, "input": chunk}, idempotent=False)
+            results = answer.get("result") or []
+            if len(results) != len(chunk):
+                raise MarketoApiError(
+                    None,
+                    f"POST {path}: {len(results)} result(s) for {len(chunk)} record(s)",
+                    request_id=answer.get("requestId"),
+                )
+            # Results come in input order; company results also say so with ``seq``.
+            results = (
+                sorted(results, key=lambda r: r.get("seq", 0)) if "seq" in results[0] else results
+            )
+            for result in results:
+                reasons = tuple(
+                    MarketoReason(str(r.get("code", "")), redact(str(r.get("message", ""))))
+                    for r in result.get("reasons") or ()
+                )
+                yield str(result.get("status", "")), result.get("id"), reasons
+
+    def describe_leads(self) -> list[dict[str, Any]]:
+        """The lead fields of this instance (``rest.name``, the API name, is not always there)."""
+        return self._request("GET", "/rest/v1/leads/describe.json").get("result") or []
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Fetch a token and describe the lead fields (Airflow's "Test connection")."""
+        try:
+            fields = self.describe_leads()
+        except (MarketoError, HookConfigError) as exc:
+            return False, str(exc)
+        return True, f"Connected to {self.settings.base_url}: {len(fields)} lead fields"
+
+
+def rest_base_url(host: str, port: int | None = None) -> str:
+    """The REST base URL from a Connection host: a URL, a bare host name or a Munchkin id."""
+    host = host.strip().rstrip("/")
+    if _MUNCHKIN_ID.match(host):
+        return f"https://{host}.mktorest.com"
+    if "://" not in host:
+        host = f"https://{host}"
+    for suffix in ("/rest", "/identity"):
+        host = host.removesuffix(suffix)
+    return f"{host}:{port}" if port else host
+
+
+def _log_outcomes(kind: str, outcomes: Sequence[_RecordOutcome]) -> None:
+    counts = Counter(outcome.status for outcome in outcomes)
+    log.info(
+        "Synced %d %s record(s): %s", len(outcomes), kind, dict(sorted(counts.items())) or "none"
+    )
