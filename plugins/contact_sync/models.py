@@ -1,0 +1,135 @@
+"""The values that flow through the sync pipeline, from run conf to report.
+
+All are frozen dataclasses of JSON-able fields with ``to_dict``/``from_dict``, so a DAG passes them
+between tasks as plain-dict XCom (independent of Airflow's allow-list for deserialized classes).
+None of them holds an email except the lead payloads bound for Marketo
+(:class:`LeadDraft`, :class:`Decision`, :class:`WriteRequest`): never log those, log ids.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Self
+
+Action = Literal["create", "update", "unchanged"]
+OutcomeStatus = Literal["created", "updated", "unchanged", "rejected"]
+OUTCOME_STATUSES: tuple[OutcomeStatus, ...] = ("created", "updated", "unchanged", "rejected")
+
+
+class _Record:
+    """``to_dict``/``from_dict`` for flat dataclasses; nested ones override ``from_dict``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (tuples become lists)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Rebuild from :meth:`to_dict` output."""
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class CompanyDraft(_Record):
+    """A Marketo Company record for ``company_record`` mode, keyed by the Dynamics account id."""
+
+    external_company_id: str
+    fields: dict[str, Any]
+
+    def to_marketo(self) -> dict[str, Any]:
+        """The record for Sync Companies (dedupe field ``externalCompanyId``)."""
+        return {"externalCompanyId": self.external_company_id, **self.fields}
+
+
+@dataclass(frozen=True)
+class LeadDraft(_Record):
+    """The lead a contact should be: every mapped Marketo field, None where Dynamics is empty."""
+
+    contact_id: str
+    fields: dict[str, Any]  # Marketo REST names; includes "email" and the contact-id field
+    account_id: str | None = None
+    company: CompanyDraft | None = None
+
+    @property
+    def email(self) -> str:
+        return self.fields["email"]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        company = data.get("company")
+        return cls(
+            contact_id=data["contact_id"],
+            fields=dict(data["fields"]),
+            account_id=data.get("account_id"),
+            company=None if company is None else CompanyDraft.from_dict(company),
+        )
+
+
+@dataclass(frozen=True)
+class Rejection(_Record):
+    """A contact that is not sent to Marketo, with a reason an operator can act on."""
+
+    contact_id: str
+    code: str  # stable category for counting: "no email", "invalid email", ...
+    reason: str  # the full text; never contains an email address
+
+
+@dataclass(frozen=True)
+class Decision(_Record):
+    """What to do in Marketo for one contact.
+
+    ``fields`` is the payload to send: the whole draft for a create, only the changed fields for an
+    update (plus ``id``), nothing when unchanged. ``changed`` names the changed fields for the log.
+    """
+
+    contact_id: str
+    action: Action
+    lead_id: int | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    changed: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        return cls(**{**data, "changed": tuple(data.get("changed", ()))})
+
+
+@dataclass(frozen=True)
+class WriteRequest(_Record):
+    """One Sync Leads call: ``records[i]`` is the lead of ``contact_ids[i]``."""
+
+    action: Literal["createOnly", "updateOnly"]
+    lookup_field: Literal["email", "id"]
+    records: tuple[dict[str, Any], ...]
+    contact_ids: tuple[str, ...]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        return cls(
+            action=data["action"],
+            lookup_field=data["lookup_field"],
+            records=tuple(dict(record) for record in data["records"]),
+            contact_ids=tuple(data["contact_ids"]),
+        )
+
+
+@dataclass(frozen=True)
+class Outcome(_Record):
+    """How one contact of the run ended. ``reason_code`` groups rejections for counting."""
+
+    contact_id: str
+    status: OutcomeStatus
+    lead_id: int | None = None
+    reason_code: str | None = None
+    reason: str | None = None
+
+    @classmethod
+    def rejected(cls, rejection: Rejection) -> Self:
+        """The outcome of a contact rejected before any Marketo write."""
+        return cls(
+            contact_id=rejection.contact_id,
+            status="rejected",
+            reason_code=rejection.code,
+            reason=rejection.reason,
+        )
