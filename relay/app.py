@@ -1,0 +1,211 @@
+"""The relay's ASGI app: receive Dataverse webhooks, store them, answer fast.
+
+``POST /webhooks/dynamics365``
+    401 on a wrong or missing key (nothing read or stored), 413 over the size limit, 400 when the
+    body is not JSON or not a ``RemoteExecutionContext``, 202 ``ignored`` for other entities or
+    messages, 202 ``accepted`` once the event is committed to the spool (also for a redelivery,
+    which is stored once). 503 if the spool cannot be written: Dataverse retries 503 once.
+``GET /healthz``
+    Spool depth, oldest pending age, failed events, whether Airflow answered last time. 503 when
+    the spool is unreadable or the oldest pending event is older than the configured limit (Airflow
+    has been unreachable or refusing for too long); an unreachable Airflow alone is not a reason,
+    because the relay still accepts and keeps webhooks.
+``GET /metrics``
+    Prometheus text (see :mod:`relay.metrics`).
+
+Logs carry ids and counts only: webhook bodies may hold names and emails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from contact_sync.events import EventError, event_from_webhook
+from relay.airflow import AirflowClient
+from relay.forwarder import Forwarder
+from relay.metrics import Metrics
+from relay.settings import RelaySettings
+from relay.spool import Spool
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/webhooks/dynamics365"
+_SIZE_EXCEEDED_HEADER = "x-ms-dynamics-msg-size-exceeded"
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _matches_any(candidate: str | None, secrets: tuple[str, ...]) -> bool:
+    """Constant-time check of ``candidate`` against every configured secret.
+
+    Every secret is compared, without stopping at a match, so the timing does not reveal which
+    key (old or new during a rotation) matched.
+    """
+    if candidate is None:
+        return False
+    given = candidate.encode()
+    matched = False
+    for secret in secrets:
+        matched |= hmac.compare_digest(given, secret.encode())
+    return matched
+
+
+def _authorized(request: Request, settings: RelaySettings) -> bool:
+    by_code = _matches_any(request.query_params.get("code"), settings.webhook_keys)
+    by_header = bool(settings.webhook_header_name) and _matches_any(
+        request.headers.get(settings.webhook_header_name), settings.webhook_header_values
+    )
+    return by_code or by_header
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    """The body, refusing early (by Content-Length) or while streaming once it passes ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _reply(status: int, outcome: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"status": outcome, **extra}, status_code=status)
+
+
+class Relay:
+    """The relay's parts, built once per app; handlers are its methods."""
+
+    def __init__(self, settings: RelaySettings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.spool = Spool(settings.spool_path)
+        self.forwarder = Forwarder(settings, self.spool, self.metrics, AirflowClient(settings))
+
+    def _reject(self, status: int, reason: str, message: str) -> JSONResponse:
+        self.metrics.inc("relay_webhooks_rejected_total", label=("reason", reason))
+        log.warning("webhook rejected (%s): %s", reason, message)
+        return _reply(status, "rejected", reason=reason, message=message)
+
+    async def webhook(self, request: Request) -> Response:
+        self.metrics.inc("relay_webhooks_received_total")
+        if not _authorized(request, self.settings):
+            # Says nothing about which part was wrong, and the body is never read.
+            return self._reject(401, "unauthorized", "missing or wrong webhook key")
+        try:
+            raw = await _read_limited(request, self.settings.max_body_bytes)
+        except _BodyTooLarge:
+            limit = self.settings.max_body_bytes
+            return self._reject(413, "too_large", f"the body is over {limit} bytes")
+        try:
+            body = json.loads(raw)
+        except (UnicodeDecodeError, ValueError) as exc:
+            message = f"the body is not JSON: {type(exc).__name__}"
+            return self._reject(400, "malformed_json", message)
+        try:
+            event = event_from_webhook(body)
+        except EventError as exc:
+            return self._reject(400, "not_a_context", str(exc))
+
+        stripped = _SIZE_EXCEEDED_HEADER in request.headers
+        if (
+            event.entity not in self.settings.accepted_entities
+            or event.message not in self.settings.accepted_messages
+        ):
+            self.metrics.inc("relay_webhooks_ignored_total")
+            log.info("webhook ignored: %s %s id=%s", event.entity, event.message, event.id)
+            return _reply(202, "ignored")
+        try:
+            stored = await asyncio.to_thread(self.spool.add, event)
+        except sqlite3.Error:
+            # 503 is one of the three statuses Dataverse retries (once).
+            log.exception("could not store webhook %s id=%s", event.message, event.id)
+            return _reply(503, "unavailable", message="the spool could not be written")
+        if not stored:
+            self.metrics.inc("relay_webhooks_duplicate_total")
+            log.info("webhook redelivered, already stored: operation=%s", event.operation_id)
+            return _reply(202, "duplicate")
+        self.metrics.inc("relay_webhooks_accepted_total")
+        self.forwarder.notify()
+        log.info(
+            "webhook accepted: %s %s id=%s operation=%s%s",
+            event.entity,
+            event.message,
+            event.id,
+            event.operation_id,
+            " (stripped payload)" if stripped else "",
+        )
+        return _reply(202, "accepted")
+
+    async def healthz(self, request: Request) -> Response:
+        try:
+            stats = await asyncio.to_thread(self.spool.stats)
+            failed = await asyncio.to_thread(self.spool.failed_batches)
+        except sqlite3.Error:
+            log.exception("spool unreadable")
+            return _reply(503, "unhealthy", message="the spool is unreadable")
+        oldest_age = (
+            None
+            if stats.oldest_pending_received_at is None
+            else max(0.0, time.time() - stats.oldest_pending_received_at)
+        )
+        stale = oldest_age is not None and oldest_age > self.settings.health_max_pending_age_seconds
+        return JSONResponse(
+            {
+                "status": "unhealthy" if stale else "ok",
+                "spool_pending": stats.pending,
+                "oldest_pending_age_seconds": oldest_age,
+                "failed_events": stats.failed,
+                "failed_batches": failed,
+                "airflow_reachable": self.forwarder.airflow_reachable,
+            },
+            status_code=503 if stale else 200,
+        )
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        stats = await asyncio.to_thread(self.spool.stats)
+        text = self.metrics.render(stats, self.forwarder.airflow_reachable)
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        self.forwarder.start()
+        try:
+            yield
+        finally:
+            await self.forwarder.stop()
+            self.spool.close()
+
+
+def create_app(settings: RelaySettings) -> Starlette:
+    """The relay as an ASGI app; the forwarder runs while the app's lifespan does."""
+    relay = Relay(settings)
+    app = Starlette(
+        routes=[
+            Route(WEBHOOK_PATH, relay.webhook, methods=["POST"]),
+            Route("/healthz", relay.healthz, methods=["GET"]),
+            Route("/metrics", relay.metrics_endpoint, methods=["GET"]),
+        ],
+        lifespan=relay.lifespan,
+    )
+    app.state.relay = relay
+    return app

@@ -1,0 +1,151 @@
+"""A small stand-in for the two Airflow 3 endpoints the relay uses, run on loopback in tests.
+
+``POST /auth/token`` issues unsigned JWT-shaped tokens with a real ``exp``; ``POST
+/api/v2/dags/{dag_id}/dagRuns`` behaves like Airflow (200 with the run, 409 for a known run id,
+401 for an unknown token) unless a test scripts the next answers. Every request is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+USERNAME = "relay"
+PASSWORD = "relay-airflow-password"
+# Scripted answer: the run is created, then the response is "lost" as a 500.
+CREATE_THEN_500 = -500
+
+
+def _b64(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    status: int = 0
+
+
+@dataclass
+class AirflowStandIn:
+    url: str = ""  # set once the server runs
+    token_lifetime_seconds: float = 3600.0
+    trigger_delay_seconds: float = 0.0
+    requests: list[Recorded] = field(default_factory=list)
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scripted: list[int] = field(default_factory=list)
+    scripted_detail: str = "scripted failure"
+    _tokens: set[str] = field(default_factory=set)
+    _serial: itertools.count[int] = field(default_factory=itertools.count)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.app = Starlette(
+            routes=[
+                Route("/auth/token", self._token, methods=["POST"]),
+                Route("/api/v2/dags/{dag_id}/dagRuns", self._trigger, methods=["POST"]),
+                Route("/api/v2/monitor/health", self._health, methods=["GET"]),
+            ]
+        )
+
+    # -- test controls -------------------------------------------------------------------------
+
+    def script(self, *statuses: int, detail: str = "scripted failure") -> None:
+        """The next trigger requests get these statuses, in order, then normal behaviour."""
+        with self._lock:
+            self.scripted.extend(statuses)
+            self.scripted_detail = detail
+
+    def revoke_tokens(self) -> None:
+        with self._lock:
+            self._tokens.clear()
+
+    def of(self, path_suffix: str) -> list[Recorded]:
+        with self._lock:
+            return [request for request in self.requests if request.path.endswith(path_suffix)]
+
+    @property
+    def triggers(self) -> list[Recorded]:
+        return self.of("/dagRuns")
+
+    @property
+    def token_requests(self) -> list[Recorded]:
+        return self.of("/auth/token")
+
+    # -- endpoints ------------------------------------------------------------------------------
+
+    async def _record(self, request: Request) -> Recorded:
+        raw = await request.body()
+        recorded = Recorded(
+            request.method,
+            request.url.path,
+            dict(request.headers),
+            json.loads(raw) if raw else None,
+        )
+        with self._lock:
+            self.requests.append(recorded)
+        return recorded
+
+    @staticmethod
+    def _answer(recorded: Recorded, status: int, body: Any) -> Response:
+        recorded.status = status
+        return JSONResponse(body, status_code=status)
+
+    async def _token(self, request: Request) -> Response:
+        recorded = await self._record(request)
+        body = recorded.body or {}
+        if body.get("username") != USERNAME or body.get("password") != PASSWORD:
+            return self._answer(recorded, 401, {"detail": "Invalid credentials"})
+        claims = {
+            "sub": USERNAME,
+            "jti": next(self._serial),
+            "exp": int(time.time() + self.token_lifetime_seconds),
+        }
+        token = f"{_b64({'alg': 'none'})}.{_b64(claims)}.sig"
+        with self._lock:
+            self._tokens.add(token)
+        return self._answer(recorded, 201, {"access_token": token})
+
+    async def _trigger(self, request: Request) -> Response:
+        recorded = await self._record(request)
+        if self.trigger_delay_seconds:
+            await asyncio.sleep(self.trigger_delay_seconds)
+        token = recorded.headers.get("authorization", "").removeprefix("Bearer ")
+        with self._lock:
+            if token not in self._tokens:
+                return self._answer(recorded, 401, {"detail": "Invalid JWT token"})
+            scripted = self.scripted.pop(0) if self.scripted else None
+            run_id = recorded.body["dag_run_id"]
+            if scripted is not None and scripted != CREATE_THEN_500:
+                return self._answer(recorded, scripted, {"detail": self.scripted_detail})
+            if run_id in self.runs:
+                return self._answer(
+                    recorded, 409, {"detail": f"DAG Run with id {run_id} already exists"}
+                )
+            self.runs[run_id] = recorded.body
+        if scripted == CREATE_THEN_500:
+            return self._answer(recorded, 500, {"detail": "Internal Server Error"})
+        dag_id = request.path_params["dag_id"]
+        return self._answer(
+            recorded,
+            200,
+            {"dag_id": dag_id, "dag_run_id": run_id, "state": "queued", **recorded.body},
+        )
+
+    async def _health(self, request: Request) -> Response:
+        recorded = await self._record(request)
+        return self._answer(recorded, 200, {"metadatabase": {"status": "healthy"}})

@@ -1,0 +1,258 @@
+"""The webhook endpoint over real HTTP: keys, validation, spooling, health and metrics."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Callable
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from contact_sync.events import EventError, event_from_webhook
+from relay.app import WEBHOOK_PATH
+from tests.relay.airflow_standin import PASSWORD
+from tests.relay.conftest import (
+    CODE_KEYS,
+    HEADER_NAME,
+    HEADER_VALUE,
+    RunningRelay,
+    webhook_body,
+)
+
+
+@pytest.mark.parametrize("key", CODE_KEYS)
+def test_every_code_key_is_accepted_during_rotation(relay: RunningRelay, key: str) -> None:
+    body = webhook_body()
+    response = relay.post(body, code=key)
+    assert response.status_code == 202
+    assert response.json()["status"] == "accepted"
+    [row] = relay.rows()
+    assert (row["entity_id"], row["operation_id"]) == (body["PrimaryEntityId"], body["OperationId"])
+
+
+def test_header_key_is_accepted(relay: RunningRelay) -> None:
+    response = relay.post(webhook_body(), code=None, headers={HEADER_NAME: HEADER_VALUE})
+    assert response.status_code == 202
+    assert len(relay.rows()) == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "headers"),
+    [
+        (None, {}),
+        ("", {}),
+        ("wrong-key", {}),
+        (CODE_KEYS[0][:-1], {}),
+        (CODE_KEYS[0] + "x", {}),
+        (None, {HEADER_NAME: "wrong"}),
+        (None, {"x-other-header": HEADER_VALUE}),
+        (HEADER_VALUE, {}),  # a header value is not a ?code= key
+    ],
+)
+def test_wrong_or_missing_key_is_401_and_nothing_is_stored(
+    relay: RunningRelay, code: str | None, headers: dict[str, str]
+) -> None:
+    response = relay.post(webhook_body(), code=code, headers=headers)
+    assert response.status_code == 401
+    assert relay.rows() == []
+
+
+def test_keys_are_compared_in_constant_time(
+    relay: RunningRelay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    assert relay.post(webhook_body(), code=CODE_KEYS[0]).status_code == 202
+    # Every configured key is compared, also after the first one matched.
+    assert compared == [(CODE_KEYS[0].encode(), key.encode()) for key in CODE_KEYS]
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"\xff\xfe\x00", b"", b'{"a": 1'])
+def test_malformed_json_is_400_with_a_message(relay: RunningRelay, raw: bytes) -> None:
+    response = relay.post(raw, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["reason"] == "malformed_json"
+    assert "not JSON" in response.json()["message"]
+    assert relay.rows() == []
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"hello": "world"}, "missing MessageName, PrimaryEntityName, PrimaryEntityId"),
+        ([1, 2], "JSON object"),
+        ({**webhook_body(), "PrimaryEntityId": "not-a-guid"}, "PrimaryEntityId"),
+    ],
+)
+def test_body_that_is_not_a_context_is_400_with_the_reason(
+    relay: RunningRelay, body: object, expected: str
+) -> None:
+    response = relay.post(body)
+    assert response.status_code == 400
+    assert response.json()["reason"] == "not_a_context"
+    assert expected in response.json()["message"]
+    assert relay.rows() == []
+
+
+def test_body_over_the_limit_is_413_also_when_streamed(
+    start_relay: Callable[..., RunningRelay],
+) -> None:
+    relay = start_relay(max_body_bytes=8192, batch_window_seconds=60.0)
+    big = json.dumps({**webhook_body(), "Padding": "x" * 9000}).encode()
+    assert relay.post(big).status_code == 413
+
+    def chunks():  # no Content-Length: the limit must hold while streaming
+        for start in range(0, len(big), 1000):
+            yield big[start : start + 1000]
+
+    assert relay.post(chunks()).status_code == 413
+    small = json.dumps(webhook_body()).encode()
+    assert len(small) < 8192
+    assert relay.post(small).status_code == 202
+    assert len(relay.rows()) == 1
+
+
+def test_stripped_payload_over_256kb_is_accepted_from_primary_entity_id(
+    relay: RunningRelay,
+) -> None:
+    body = webhook_body(message="Create")
+    for removed in ("ParentContext", "InputParameters", "PreEntityImages", "PostEntityImages"):
+        del body[removed]
+    response = relay.post(body, headers={"x-ms-dynamics-msg-size-exceeded": "true"})
+    assert response.status_code == 202
+    [row] = relay.rows()
+    assert (row["message"], row["entity_id"]) == ("Create", body["PrimaryEntityId"])
+
+
+def test_other_entities_and_messages_are_ignored_and_counted(relay: RunningRelay) -> None:
+    for body in (webhook_body(entity="account"), webhook_body(message="Delete")):
+        response = relay.post(body)
+        assert response.status_code == 202
+        assert response.json()["status"] == "ignored"
+    assert relay.rows() == []
+    assert "relay_webhooks_ignored_total 2" in relay.client.get("/metrics").text
+
+
+def test_redelivery_with_the_same_operation_id_is_stored_once(relay: RunningRelay) -> None:
+    body = webhook_body()
+    first, second = relay.post(body), relay.post(body)
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert (first.json()["status"], second.json()["status"]) == ("accepted", "duplicate")
+    assert len(relay.rows()) == 1
+    metrics = relay.client.get("/metrics").text
+    assert "relay_webhooks_duplicate_total 1" in metrics
+    assert "relay_webhooks_accepted_total 1" in metrics
+
+
+def test_stored_rows_hold_ids_only(relay: RunningRelay) -> None:
+    assert relay.post(webhook_body()).status_code == 202
+    [row] = relay.rows()
+    stored = json.dumps(dict(row))
+    assert "James" not in stored
+    assert "Glynn" not in stored
+    assert row["state"] == "pending"
+    assert row["occurred_at"] == "2017-09-26T07:04:08Z"
+
+
+def test_logs_carry_no_pii_or_secrets(
+    relay: RunningRelay, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    body = webhook_body()
+    body["InputParameters"][0]["value"]["Attributes"].append(
+        {"key": "emailaddress1", "value": "james.glynn@example.com"}
+    )
+    relay.post(body)
+    relay.post(body, code="wrong-key")
+    relay.post({"MessageName": "james.glynn@example.com"})
+    # Only the relay's own records: the test's HTTP client logs its request URLs itself.
+    text = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("relay"))
+    assert body["PrimaryEntityId"] in text  # ids are logged ...
+    for secret in ("james", "example.com", "Glynn", *CODE_KEYS, "wrong-key", PASSWORD):
+        assert secret not in text  # ... names, emails and keys are not
+
+
+def test_healthz_and_metrics_report_the_spool(start_relay: Callable[..., RunningRelay]) -> None:
+    relay = start_relay(batch_window_seconds=60.0, health_max_pending_age_seconds=3600.0)
+    for _ in range(2):
+        relay.post(webhook_body())
+    relay.post(webhook_body(), code="bad")
+    health = relay.client.get("/healthz")
+    assert health.status_code == 200
+    assert health.json()["spool_pending"] == 2
+    assert health.json()["failed_events"] == 0
+    assert 0 <= health.json()["oldest_pending_age_seconds"] < 60
+    metrics = relay.client.get("/metrics").text
+    assert "relay_webhooks_received_total 3" in metrics
+    assert 'relay_webhooks_rejected_total{reason="unauthorized"} 1' in metrics
+    assert "relay_spool_pending_events 2" in metrics
+
+
+def test_healthz_is_503_when_pending_events_are_too_old(
+    start_relay: Callable[..., RunningRelay],
+) -> None:
+    relay = start_relay(batch_window_seconds=60.0, health_max_pending_age_seconds=0.0)
+    assert relay.client.get("/healthz").status_code == 200  # empty spool: nothing is late
+    relay.post(webhook_body())
+    health = relay.client.get("/healthz")
+    assert health.status_code == 503
+    assert health.json()["status"] == "unhealthy"
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+_context_keys = ("MessageName", "PrimaryEntityName", "PrimaryEntityId", "OperationId")
+
+
+@st.composite
+def _broken_contexts(draw: st.DrawFn) -> bytes:
+    """A real webhook with its key fields replaced by arbitrary JSON values, or dropped."""
+    body = webhook_body()
+    for key in draw(st.lists(st.sampled_from(_context_keys), min_size=1, unique=True)):
+        if draw(st.booleans()):
+            del body[key]
+        else:
+            body[key] = draw(_json_values)
+    return json.dumps(body).encode()
+
+
+@settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    raw=st.binary(max_size=300)
+    | _json_values.map(lambda value: json.dumps(value).encode())
+    | _broken_contexts()
+)
+def test_fuzz_malformed_bodies_never_5xx_and_store_nothing_invalid(
+    relay: RunningRelay, raw: bytes
+) -> None:
+    before = len(relay.rows())
+    response = relay.client.post(WEBHOOK_PATH, params={"code": CODE_KEYS[0]}, content=raw)
+    assert response.status_code in (202, 400)
+    try:
+        valid = event_from_webhook(json.loads(raw)) is not None
+    except (ValueError, EventError):
+        valid = False
+    # 400 exactly when our own parser refuses the body; only an accepted body adds a row.
+    assert (response.status_code == 400) == (not valid)
+    if response.status_code == 400 or response.json()["status"] != "accepted":
+        assert len(relay.rows()) == before
+    else:
+        assert len(relay.rows()) == before + 1
