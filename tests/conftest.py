@@ -1,3 +1,4 @@
-"""Shared fixtures: the sandbox (``dataverse``, ``marketo``) comes from ``sandbox.testing``."""
+"""Shared fixtures: the sandbox (``dataverse``, ``marketo``) from ``sandbox.testing`` and a live
+Airflow (``airflow_live``) from ``devenv.pytest_plugin``."""
 
-pytest_plugins = ["sandbox.testing"]
+pytest_plugins = ["sandbox.testing", "devenv.pytest_plugin"]

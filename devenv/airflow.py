@@ -1,0 +1,612 @@
+"""A real local Airflow 3 (API server, scheduler, DAG processor) for end-to-end tests and the demo.
+
+``LocalAirflow`` runs the same components a deployment runs, on LocalExecutor and SQLite, sized for
+a 2-core machine. Its rules:
+
+- Configuration reaches Airflow only through the environment of the child processes: nothing
+  outside the given ``AIRFLOW_HOME`` is read or written, and ``AIRFLOW_*`` variables of the caller
+  (the Makefile exports ``AIRFLOW_HOME``) never leak in.
+- Every component starts in a session (and process group) of its own, so ``stop()`` can end it
+  all and ``live_processes()`` can prove it did. Processes are found by session, not only by
+  group, because Airflow's task supervisor moves each task into a new process group (within the
+  session). A marker variable in the environment also finds what leaves the session (commands
+  run with ``start_new_session``), as long as it does not rename itself: ``setproctitle``, which
+  the components use, blanks ``/proc/<pid>/environ``.
+- Users come from the simple auth manager with passwords we write into its passwords file before
+  the first start, so they are known rather than generated and printed.
+
+Run ``python -m devenv.airflow`` for the demo: Airflow on http://127.0.0.1:8080 until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import base64
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import psutil
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+MARKER_ENV = "DEVENV_AIRFLOW_INSTANCE"
+TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+
+# How often conditions are polled; short because each check is a cheap loopback request.
+_POLL_SECONDS = 0.25
+# A task sometimes ignores SIGTERM for 10 s and more (seen with a sleeping task); a local run being
+# torn down has nothing to clean up that is worth that wait.
+_TASK_GRACE_SECONDS = 2.0
+# Components whose health gates start(); the triggerer joins when it is enabled.
+_REQUIRED_HEALTH = ("metadatabase", "scheduler", "dag_processor")
+
+
+@dataclass(frozen=True)
+class AirflowUser:
+    """A simple-auth-manager user; ``role`` is one of viewer, user, op, admin."""
+
+    username: str
+    role: str
+    password: str = field(repr=False)
+
+
+# Fixed passwords are the point: tests, the relay's local settings and the demo must know them, and
+# the API listens on loopback only. Real deployments use another auth manager.
+DEFAULT_ADMIN = AirflowUser("admin", "admin", "admin")
+# The relay only triggers DAG runs: "user" is the least role that may (op adds pools, connections).
+DEFAULT_RELAY = AirflowUser("relay", "user", "relay-local")
+
+
+@dataclass(frozen=True)
+class Pool:
+    """An Airflow pool created (or resized) at start."""
+
+    name: str
+    slots: int
+    description: str = ""
+
+
+# Marketo allows 10 concurrent calls per instance; the DAGs' Marketo tasks share this pool. The slot
+# count the real DAGs want is not documented yet: two leaves headroom for other Marketo clients.
+DEFAULT_POOLS = (
+    Pool("marketo_api", 2, "Tasks calling the Marketo REST API (10 concurrent calls allowed)"),
+)
+
+
+class AirflowApiError(RuntimeError):
+    """The Airflow REST API answered with an error status."""
+
+    def __init__(self, method: str, path: str, status_code: int, body: str) -> None:
+        self.status_code = status_code
+        super().__init__(f"{method} {path} answered {status_code}: {body[:300]}")
+
+
+class LocalAirflow:
+    """One local Airflow: API server, scheduler, DAG processor and, optionally, a triggerer.
+
+    ``port=0`` picks a free loopback port (tests); the demo uses the default 8080. ``env`` is added
+    last to the components' environment: ``AIRFLOW_CONN_*`` connections, or ``AIRFLOW__S__K``
+    overrides of the settings chosen here.
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        dags_folder: Path,
+        *,
+        plugins_folder: Path = PROJECT_ROOT / "plugins",
+        port: int = 8080,
+        env: Mapping[str, str] | None = None,
+        pools: Sequence[Pool] = DEFAULT_POOLS,
+        admin: AirflowUser = DEFAULT_ADMIN,
+        service_users: Sequence[AirflowUser] = (DEFAULT_RELAY,),
+        parallelism: int = 4,
+        triggerer: bool = False,
+    ) -> None:
+        self.home = Path(home).resolve()
+        self.dags_folder = Path(dags_folder).resolve()
+        self.plugins_folder = Path(plugins_folder).resolve()
+        self.port = port or _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_dir = self.home / "logs"
+        self.extra_env = dict(env or {})
+        self.pools = tuple(pools)
+        self.admin = admin
+        self.users = (admin, *service_users)
+        self.parallelism = parallelism
+        self.triggerer = triggerer
+        self.instance_id = uuid.uuid4().hex
+        self.startup_seconds: float | None = None
+        self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        # Kept after stop() so live_processes() still recognises members of our sessions.
+        self._sessions: set[int] = set()
+        self._http: httpx.Client | None = None
+        self._admin_token: str | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self, dag_ids: Iterable[str] = (), timeout: float = 180.0) -> None:
+        """Migrate the database, start the components, and return once healthy with ``dag_ids``
+        parsed. On any failure, Ctrl-C included, everything started so far is stopped again."""
+        if self._processes:
+            raise RuntimeError(f"Airflow at {self.url} is already running")
+        began = time.monotonic()
+        deadline = began + timeout
+        atexit.register(self.stop)
+        try:
+            env = self._prepare_home()
+            self._migrate(env, timeout=deadline - time.monotonic())
+            self._http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(30.0, connect=5.0))
+            for name, args in self._components():
+                self._spawn(name, args, env)
+            self._wait_until_healthy(deadline)
+            self._create_pools()
+            self.wait_for_dags(dag_ids, timeout=deadline - time.monotonic())
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - began
+        log.info(
+            "Airflow up at %s in %.1f s; logs in %s", self.url, self.startup_seconds, self.log_dir
+        )
+
+    @property
+    def running(self) -> bool:
+        """True while every component started is still alive."""
+        return bool(self._processes) and all(p.poll() is None for p in self._processes.values())
+
+    @property
+    def pids(self) -> dict[str, int]:
+        """Component name → pid (each also its session and process group id) while running."""
+        return {name: process.pid for name, process in self._processes.items()}
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop in dependency order, each step SIGTERM first and SIGKILL after ``grace``.
+
+        Running tasks go first: their supervisors report the end through the API server, and the
+        scheduler would otherwise wait for them to finish. Then the scheduler, DAG processor and
+        triggerer; then the API server; then whatever ``live_processes()`` still finds. Safe to
+        call twice, and called at exit.
+        """
+        atexit.unregister(self.stop)
+        processes, self._processes = self._processes, {}
+        component_groups = {process.pid for process in processes.values()}
+        # Task processes are the ones in our sessions but in process groups of their own.
+        tasks = [p for p in self.live_processes() if _group_of(p.pid) not in component_groups]
+        _terminate(tasks, _TASK_GRACE_SECONDS)
+        api_server = processes.pop("api-server", None)
+        _stop_groups(list(processes.values()), grace)
+        _stop_groups([api_server] if api_server else [], grace)
+        _terminate(self.live_processes(), grace)
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+        self._admin_token = None
+
+    def live_processes(self) -> list[psutil.Process]:
+        """Every live process of this instance: components, their children, task processes.
+
+        Empty after ``stop()``; tests assert exactly that.
+        """
+        return find_processes(self.instance_id, self._sessions)
+
+    def memory_bytes(self) -> int:
+        """Proportional set size (shared pages split fairly) of all live processes, in bytes."""
+        total = 0
+        for process in self.live_processes():
+            try:
+                total += process.memory_full_info().pss
+            except psutil.Error:
+                continue  # it ended while we counted
+        return total
+
+    # -- REST API --------------------------------------------------------------------------------
+
+    def token(self, username: str, password: str) -> str:
+        """A JWT for the public API from the simple auth manager's ``POST /auth/token``."""
+        credentials = {"username": username, "password": password}
+        response = self._client.post("/auth/token", json=credentials)
+        _raise_for_status(response)
+        return response.json()["access_token"]
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        token: str | None = None,
+    ) -> httpx.Response:
+        """Call the REST API as ``token``'s user (default: the admin); raise on error statuses."""
+        if token is None:
+            token = self._admin_token = self._admin_token or self.token(
+                self.admin.username, self.admin.password
+            )
+        response = self._client.request(
+            method, path, json=json, params=params, headers={"Authorization": f"Bearer {token}"}
+        )
+        _raise_for_status(response)
+        return response
+
+    def trigger(
+        self,
+        dag_id: str,
+        conf: Mapping[str, Any],
+        run_id: str | None = None,
+        *,
+        token: str | None = None,
+    ) -> str:
+        """Trigger a run the way the relay does (no logical date) and return its ``dag_run_id``.
+
+        A ``run_id`` already used answers 409, raised as ``AirflowApiError``.
+        """
+        body: dict[str, Any] = {"logical_date": None, "conf": dict(conf)}
+        if run_id is not None:
+            body["dag_run_id"] = run_id
+        path = _api_path("dags", dag_id, "dagRuns")
+        run = self.request("POST", path, json=body, token=token).json()
+        return run["dag_run_id"]
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 60.0) -> str:
+        """Poll the run until it ends; return its final state (``success`` or ``failed``)."""
+        path = _api_path("dags", dag_id, "dagRuns", run_id)
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.request("GET", path).json()["state"]
+            if state in TERMINAL_RUN_STATES:
+                return state
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run {run_id} of {dag_id} still {state} after {timeout:.0f} s")
+            time.sleep(_POLL_SECONDS)
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """The run's task instances as the API returns them (``task_id``, ``state``, ...)."""
+        path = _api_path("dags", dag_id, "dagRuns", run_id, "taskInstances")
+        return self.request("GET", path).json()["task_instances"]
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+        """A task's XCom value, e.g. what it returned."""
+        path = _api_path(
+            "dags", dag_id, "dagRuns", run_id, "taskInstances", task_id, "xcomEntries", key
+        )
+        return self.request("GET", path).json()["value"]
+
+    def unpause(self, dag_id: str) -> None:
+        """Unpause a DAG (new DAGs start unpaused here; this is for DAGs paused on purpose)."""
+        self.request("PATCH", _api_path("dags", dag_id), json={"is_paused": False})
+
+    def wait_for_dags(self, dag_ids: Iterable[str], timeout: float = 60.0) -> None:
+        """Return once every DAG in ``dag_ids`` is parsed; raise at once on import errors."""
+        pending = set(dag_ids)
+        deadline = time.monotonic() + timeout
+        while pending:
+            listed = self.request("GET", "/api/v2/dags", params={"limit": 1000}).json()["dags"]
+            pending -= {dag["dag_id"] for dag in listed}
+            if not pending:
+                return
+            errors = self.request("GET", "/api/v2/importErrors").json()["import_errors"]
+            if errors:
+                found = "; ".join(
+                    f"{error['filename']}: {error['stack_trace'].strip().splitlines()[-1]}"
+                    for error in errors
+                )
+                raise RuntimeError(f"DAG import errors: {found}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"DAGs not parsed after {timeout:.0f} s: {sorted(pending)}")
+            self._raise_if_exited()
+            time.sleep(_POLL_SECONDS)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    @property
+    def _client(self) -> httpx.Client:
+        if self._http is None:
+            raise RuntimeError(f"Airflow at {self.url} is not started")
+        return self._http
+
+    def _prepare_home(self) -> dict[str, str]:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        # The auth manager only generates passwords for users missing from this file.
+        passwords = {user.username: user.password for user in self.users}
+        _write_private(self._passwords_file, json.dumps(passwords))
+        return self._environment(self._home_secrets())
+
+    @property
+    def _passwords_file(self) -> Path:
+        return self.home / "simple_auth_manager_passwords.json"
+
+    def _home_secrets(self) -> dict[str, str]:
+        """Keys that must agree across components and restarts of the same home: the Fernet key
+        encrypts stored connections and variables, the JWT secret signs API and task tokens."""
+        path = self.home / "devenv-secrets.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        generated = {
+            "fernet_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+            # 64 bytes: PyJWT warns below that for the HS512 Airflow signs with.
+            "jwt_secret": secrets.token_urlsafe(64),
+            "api_secret_key": secrets.token_urlsafe(32),
+        }
+        _write_private(path, json.dumps(generated))
+        return generated
+
+    def _environment(self, keys: Mapping[str, str]) -> dict[str, str]:
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        venv_bin = str(Path(sys.executable).parent)
+        settings = {
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW_CONFIG": str(self.home / "airflow.cfg"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.plugins_folder),
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            # Airflow 3 dropped [database] load_default_connections: `db migrate` creates none.
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            # Edited DAGs show in the UI within seconds instead of the default 30.
+            "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "5",
+            "AIRFLOW__CORE__FERNET_KEY": keys["fernet_key"],
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(
+                f"{user.username}:{user.role}" for user in self.users
+            ),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self._passwords_file),
+            # Tasks reach the API server through the Execution API; it must be our port.
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__BASE_URL": self.url,
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API__SECRET_KEY": keys["api_secret_key"],
+            "AIRFLOW__API_AUTH__JWT_SECRET": keys["jwt_secret"],
+            # New DAG files are found within ~2 s; known files are re-parsed every 10 s.
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
+            "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": "1",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
+            # Queued runs and finished tasks are noticed within a second, without busy-looping.
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.log_dir),
+            # The log servers default to fixed ports, which two instances would fight over.
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
+            "PATH": os.pathsep.join([venv_bin, inherited.get("PATH", "")]),
+            MARKER_ENV: self.instance_id,
+        }
+        return {**inherited, **settings, **self.extra_env}
+
+    def _components(self) -> list[tuple[str, list[str]]]:
+        components = [
+            ("api-server", ["api-server", "--host", "127.0.0.1", "--port", str(self.port)]),
+            ("scheduler", ["scheduler"]),
+            ("dag-processor", ["dag-processor"]),
+        ]
+        if self.triggerer:
+            components.append(("triggerer", ["triggerer"]))
+        return components
+
+    def _airflow_command(self, args: Sequence[str]) -> list[str]:
+        # The interpreter running us, so the components use this venv whatever PATH says.
+        return [sys.executable, "-m", "airflow", *args]
+
+    def _migrate(self, env: Mapping[str, str], timeout: float) -> None:
+        log_path = self.log_dir / "db-migrate.log"
+        with log_path.open("ab") as log_file:
+            result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+                self._airflow_command(["db", "migrate"]),
+                env=env,
+                cwd=self.home,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                start_new_session=True,
+                check=False,
+            )
+        if result.returncode != 0:
+            raise RuntimeError(f"airflow db migrate failed: {_tail(log_path)}")
+
+    def _spawn(self, name: str, args: Sequence[str], env: Mapping[str, str]) -> None:
+        with (self.log_dir / f"{name}.log").open("ab") as log_file:
+            process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+                self._airflow_command(args),
+                env=env,
+                cwd=self.home,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._processes[name] = process
+        self._sessions.add(process.pid)  # start_new_session: the child leads session and group
+
+    def _raise_if_exited(self) -> None:
+        for name, process in self._processes.items():
+            if process.poll() is not None:
+                log_path = self.log_dir / f"{name}.log"
+                raise RuntimeError(
+                    f"airflow {name} exited with {process.returncode}: {_tail(log_path)}"
+                )
+
+    def _wait_until_healthy(self, deadline: float) -> None:
+        required = (*_REQUIRED_HEALTH, "triggerer") if self.triggerer else _REQUIRED_HEALTH
+        health: dict[str, Any] = {}
+        while True:
+            self._raise_if_exited()
+            try:
+                health = self._client.get("/api/v2/monitor/health").json()
+            except (httpx.TransportError, ValueError):
+                health = {}  # not listening yet
+            if all((health.get(c) or {}).get("status") == "healthy" for c in required):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.url} not healthy: {health}; logs in {self.log_dir}")
+            time.sleep(_POLL_SECONDS)
+
+    def _create_pools(self) -> None:
+        if not self.pools:
+            return
+        entities = [
+            {"name": pool.name, "slots": pool.slots, "description": pool.description}
+            for pool in self.pools
+        ]
+        action = {"action": "create", "entities": entities, "action_on_existence": "overwrite"}
+        result = self.request("PATCH", "/api/v2/pools", json={"actions": [action]}).json()
+        if errors := result["create"]["errors"]:
+            raise RuntimeError(f"creating pools failed: {errors}")
+
+
+def find_processes(instance_id: str, sessions: Iterable[int] = ()) -> list[psutil.Process]:
+    """Live (non-zombie) processes in one of ``sessions`` or carrying ``instance_id`` as marker."""
+    session_ids = set(sessions)
+    found = []
+    for process in psutil.process_iter(["environ", "status"]):
+        if process.pid == os.getpid() or process.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        environ = process.info["environ"] or {}
+        try:
+            in_session = os.getsid(process.pid) in session_ids
+        except ProcessLookupError:
+            continue
+        if in_session or environ.get(MARKER_ENV) == instance_id:
+            found.append(process)
+    return found
+
+
+def _stop_groups(leaders: Sequence[subprocess.Popen[bytes]], grace: float) -> None:
+    """SIGTERM the process groups these processes lead; SIGKILL a group whose leader outlives
+    ``grace``. Members that outlive their leader are left to the final sweep in ``stop()``."""
+    for leader in leaders:
+        _signal_group(leader.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for leader in leaders:
+        try:
+            leader.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_group(leader.pid, signal.SIGKILL)
+            leader.wait()
+
+
+def _terminate(processes: Sequence[psutil.Process], grace: float) -> None:
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.terminate()
+    alive = _wait_until_dead(processes, grace)
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    _wait_until_dead(alive, 5.0)
+
+
+def _wait_until_dead(processes: Sequence[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Poll until every process has exited; return those still alive at ``timeout``.
+
+    Not ``psutil.wait_procs``: for processes that are not our children it waits until the pid is
+    gone, and a dead task stays a zombie until its supervisor gets round to reaping it.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = [p for p in processes if _is_alive(p)]
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.05)
+
+
+def _is_alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _signal_group(pgid: int, signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the whole group is gone already
+        os.killpg(pgid, signum)
+
+
+def _group_of(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def _raise_for_status(response: httpx.Response) -> None:
+    if response.is_error:
+        raise AirflowApiError(
+            response.request.method, response.request.url.path, response.status_code, response.text
+        )
+
+
+def _api_path(*segments: str) -> str:
+    # Run ids may hold ':' and '+' (the default run-id pattern allows them): quote every segment.
+    return "/api/v2/" + "/".join(quote(segment, safe="") for segment in segments)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.write_text(text + "\n")
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return f"(no log at {path})"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run Airflow for the demo until Ctrl-C or SIGTERM, then stop every process."""
+    parser = argparse.ArgumentParser(prog="python -m devenv.airflow", description=main.__doc__)
+    parser.add_argument("--home", type=Path, default=PROJECT_ROOT / ".airflow")
+    parser.add_argument("--dags", type=Path, default=PROJECT_ROOT / "dags")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--triggerer", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    def exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(0)  # unwinds through the finally below
+
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
+    airflow = LocalAirflow(args.home, args.dags, port=args.port, triggerer=args.triggerer)
+    try:
+        airflow.start()
+        log.info("users: %s (passwords in devenv/airflow.py)", [u.username for u in airflow.users])
+        while airflow.running:
+            time.sleep(1.0)
+        log.error("a component exited; its log is in %s", airflow.log_dir)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        airflow.stop()
+
+
+if __name__ == "__main__":
+    main()
