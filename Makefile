@@ -8,11 +8,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 
-.PHONY: help venv test lint fmt sandbox lock clean
+.PHONY: help venv test test-distributed lint fmt sandbox relay demo lock clean
 
 help:
 	@echo "make test      ruff + every test (creates .venv when needed)"
+	@echo "make demo      run the product on the sandbox: sandbox, relay and Airflow 3 (Ctrl-C stops all)"
 	@echo "make sandbox   start the Dataverse (:8701) and Marketo (:8702) sandbox in the foreground"
+	@echo "make relay     start the webhook relay (:8703) in the foreground (RELAY_* env vars)"
+	@echo "make test-distributed  the end-to-end scenario on CeleryExecutor + Postgres + Redis"
 	@echo "make lock      recompile requirements*.txt from requirements*.in"
 	@echo "make fmt       format the code with ruff"
 
@@ -37,6 +40,15 @@ test: lint
 
 sandbox: $(STAMP)
 	$(BIN)/python -m sandbox
+
+relay: $(STAMP)
+	$(BIN)/python -m relay
+
+demo: $(STAMP)
+	$(BIN)/python -m devenv.demo
+
+test-distributed: $(STAMP)
+	bash devenv/test_distributed.sh
 
 lock: $(STAMP)
 	$(BIN)/uv pip compile --quiet --python-version 3.11 requirements.in -o requirements.txt
