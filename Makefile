@@ -7,6 +7,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+# The relay imports the shared event parsing from plugins/, as Airflow components do.
+export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
 
 .PHONY: help venv test test-distributed lint fmt sandbox relay demo lock clean
 

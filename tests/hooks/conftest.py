@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,20 +12,7 @@ from requests.adapters import HTTPAdapter
 
 from contact_sync.hooks.dynamics import DynamicsHook
 from contact_sync.hooks.marketo import MarketoHook
-from sandbox import defaults
-
-# Retries as in production, minus the waiting.
-FAST_RETRIES = {"max_attempts": 4, "backoff_base": 0.01, "backoff_max": 0.02}
-# The client-side limiter is process-wide per settings; tests that do not test it get a budget
-# of their own that other tests cannot use up.
-UNLIMITED = {"rate_limit_calls": 100_000, "rate_limit_window_s": 1, "max_concurrent": 10}
-
-
-def set_connection(monkeypatch: pytest.MonkeyPatch, conn_id: str, **fields: Any) -> None:
-    """Define a Connection the way deployments do: JSON in ``AIRFLOW_CONN_<ID>``."""
-    monkeypatch.setenv(
-        f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": "http", **fields})
-    )
+from tests.support import connect_dynamics, connect_marketo
 
 
 @pytest.fixture
@@ -34,14 +20,7 @@ def marketo_hook(marketo, monkeypatch) -> Callable[..., MarketoHook]:
     """``marketo_hook(**extras)``: a MarketoHook on the sandbox with fast retries."""
 
     def make(**extras: Any) -> MarketoHook:
-        set_connection(
-            monkeypatch,
-            "marketo_default",
-            host=marketo.url,
-            login=defaults.MARKETO_CLIENT_ID,
-            password=defaults.MARKETO_CLIENT_SECRET,
-            extra={**FAST_RETRIES, **UNLIMITED, **extras},
-        )
+        connect_marketo(monkeypatch, marketo.url, **extras)
         return MarketoHook()
 
     return make
@@ -52,19 +31,7 @@ def dynamics_hook(dataverse, monkeypatch) -> Callable[..., DynamicsHook]:
     """``dynamics_hook(**extras)``: a DynamicsHook on the sandbox (Entra ID on the same URL)."""
 
     def make(**extras: Any) -> DynamicsHook:
-        set_connection(
-            monkeypatch,
-            "dynamics365_default",
-            host=dataverse.url,
-            login=defaults.DYNAMICS_CLIENT_ID,
-            password=defaults.DYNAMICS_CLIENT_SECRET,
-            extra={
-                "tenant_id": defaults.TENANT_ID,
-                "authority_host": dataverse.url,
-                **FAST_RETRIES,
-                **extras,
-            },
-        )
+        connect_dynamics(monkeypatch, dataverse.url, **extras)
         return DynamicsHook()
 
     return make

@@ -23,7 +23,8 @@ from contact_sync.hooks.errors import (
     HookConfigError,
 )
 from sandbox import defaults
-from tests.hooks.conftest import record_requests, set_connection
+from tests.hooks.conftest import record_requests
+from tests.support import set_connection
 
 CONTACTS = "GET /api/data/v9.2/contacts"
 CONTACT = "GET /api/data/v9.2/contacts(id)"

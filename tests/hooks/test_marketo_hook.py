@@ -23,7 +23,8 @@ from contact_sync.hooks.marketo import (
     MarketoReason,
 )
 from sandbox import defaults
-from tests.hooks.conftest import record_requests, set_connection
+from tests.hooks.conftest import record_requests
+from tests.support import set_connection
 
 LOOKUP = "GET /rest/v1/leads.json"  # the sandbox counts POST ?_method=GET as the lookup it is
 SYNC = "POST /rest/v1/leads.json"

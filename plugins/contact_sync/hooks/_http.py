@@ -13,6 +13,7 @@ import math
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -166,7 +167,11 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 class RetryingCaller:
-    """One ``requests.Session`` with a mandatory timeout, and the bounded retry loop around it."""
+    """One ``requests.Session`` with a mandatory timeout, and the bounded retry loop around it.
+
+    ``calls`` counts every request handed to the transport, retries and token requests included,
+    by ``"METHOD /path"``: what the service will bill against its limits, for run reports.
+    """
 
     def __init__(
         self,
@@ -177,8 +182,10 @@ class RetryingCaller:
         transport_error: Callable[[str], ServiceError],
         logger: logging.Logger,
         sleep: Callable[[float], None] = time.sleep,
+        calls: Counter[str] | None = None,
     ) -> None:
         self.session = session
+        self.calls: Counter[str] = Counter() if calls is None else calls
         self.timeout = timeout
         self.policy = policy
         self._transport_error = transport_error
@@ -194,6 +201,9 @@ class RetryingCaller:
         for idempotent requests, as a write may have happened. The exception text of ``requests``
         holds the full URL, so it is replaced by a redacted one (``from None``).
         """
+        # A method override (Marketo's ``POST ...?_method=GET`` lookups) is what the call does.
+        override = (kwargs.get("params") or {}).get("_method")
+        self.calls[describe_url(override or method, url)] += 1
         try:
             return self.session.request(method, url, timeout=self.timeout, **kwargs)
         except requests.RequestException as exc:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -123,6 +124,9 @@ class DynamicsHook(BaseHook):
     def __init__(self, dynamics365_conn_id: str = default_conn_name) -> None:
         super().__init__()
         self.dynamics365_conn_id = dynamics365_conn_id
+        # Requests sent by this hook (retries and token requests included) by "METHOD /path";
+        # run reports show how much of the service's quota a run used.
+        self.api_calls: Counter[str] = Counter()
 
     # --- Connection, session, token (all lazy) -----------------------------------------------
 
@@ -171,6 +175,7 @@ class DynamicsHook(BaseHook):
             policy=self.settings.retry,
             transport_error=lambda message: DynamicsRequestError(message),
             logger=log,
+            calls=self.api_calls,
         )
 
     @cached_property

@@ -145,6 +145,9 @@ class MarketoHook(BaseHook):
     def __init__(self, marketo_conn_id: str = default_conn_name) -> None:
         super().__init__()
         self.marketo_conn_id = marketo_conn_id
+        # Requests sent by this hook (retries and token requests included) by "METHOD /path";
+        # run reports show how much of the service's quota a run used.
+        self.api_calls: Counter[str] = Counter()
 
     # --- Connection, session, token, limiter (all lazy) --------------------------------------
 
@@ -191,6 +194,7 @@ class MarketoHook(BaseHook):
             policy=self.settings.retry,
             transport_error=lambda message: MarketoApiError(None, message),
             logger=log,
+            calls=self.api_calls,
         )
 
     @cached_property
