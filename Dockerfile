@@ -5,6 +5,13 @@ FROM apache/airflow:3.3.2-python3.11
 COPY --chown=airflow:root requirements.txt /opt/project/requirements.txt
 RUN pip install --no-cache-dir -r /opt/project/requirements.txt
 
+# Mount points of the compose file's named volumes. Docker gives a new named volume the owner of
+# the directory it is mounted on, so they must exist here, owned by the user the services run as.
+USER root
+RUN mkdir -p /opt/airflow/auth /var/lib/relay /var/lib/sandbox \
+    && chown airflow:root /opt/airflow/auth /var/lib/relay /var/lib/sandbox
+USER airflow
+
 COPY --chown=airflow:root dags/ /opt/airflow/dags/
 COPY --chown=airflow:root plugins/ /opt/airflow/plugins/
 COPY --chown=airflow:root include/ /opt/airflow/include/

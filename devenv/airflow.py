@@ -1,17 +1,17 @@
 """A real local Airflow 3 (API server, scheduler, DAG processor) for end-to-end tests and the demo.
 
-``LocalAirflow`` runs the same components a deployment runs, on LocalExecutor and SQLite, sized for
-a 2-core machine. Its rules:
+``LocalAirflow`` runs the same components a deployment runs, sized for a 2-core machine: on
+LocalExecutor and SQLite by default, or, given a ``database_url`` and a ``CeleryBackend``, on
+CeleryExecutor with a Celery worker as a further component (the distributed shape; Flower is not
+started). Its rules:
 
 - Configuration reaches Airflow only through the environment of the child processes: nothing
   outside the given ``AIRFLOW_HOME`` is read or written, and ``AIRFLOW_*`` variables of the caller
   (the Makefile exports ``AIRFLOW_HOME``) never leak in.
-- Every component starts in a session (and process group) of its own, so ``stop()`` can end it
-  all and ``live_processes()`` can prove it did. Processes are found by session, not only by
-  group, because Airflow's task supervisor moves each task into a new process group (within the
-  session). A marker variable in the environment also finds what leaves the session (commands
-  run with ``start_new_session``), as long as it does not rename itself: ``setproctitle``, which
-  the components use, blanks ``/proc/<pid>/environ``.
+- Every component starts in a session (and process group) of its own through
+  ``devenv.processes.ProcessGroup``, so ``stop()`` can end it all and ``live_processes()`` can
+  prove it did, task processes included (Airflow's task supervisor moves each task into a new
+  process group within the session).
 - Users come from the simple auth manager with passwords we write into its passwords file before
   the first start, so they are known rather than generated and printed.
 
@@ -21,16 +21,13 @@ Run ``python -m devenv.airflow`` for the demo: Airflow on http://127.0.0.1:8080 
 from __future__ import annotations
 
 import argparse
-import atexit
 import base64
-import contextlib
 import json
 import logging
 import os
 import secrets
 import signal
 import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -44,13 +41,16 @@ from urllib.parse import quote
 import httpx
 import psutil
 
+# MARKER_ENV is re-exported: tests look for it in /proc/<pid>/environ.
+from devenv.processes import MARKER_ENV as MARKER_ENV
+from devenv.processes import ProcessGroup, free_port, wait_for, wait_http
+
 log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-MARKER_ENV = "DEVENV_AIRFLOW_INSTANCE"
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 
-# How often conditions are polled; short because each check is a cheap loopback request.
+# How often run and DAG states are polled; short because each check is a cheap loopback request.
 _POLL_SECONDS = 0.25
 # A task sometimes ignores SIGTERM for 10 s and more (seen with a sleeping task); a local run being
 # torn down has nothing to clean up that is worth that wait.
@@ -91,6 +91,18 @@ DEFAULT_POOLS = (
 )
 
 
+@dataclass(frozen=True)
+class CeleryBackend:
+    """Where CeleryExecutor queues tasks and keeps their results, and the worker's pool size.
+
+    The URLs hold passwords: excluded from repr.
+    """
+
+    broker_url: str = field(repr=False)
+    result_backend: str = field(repr=False)
+    worker_concurrency: int = 2
+
+
 class AirflowApiError(RuntimeError):
     """The Airflow REST API answered with an error status."""
 
@@ -104,7 +116,9 @@ class LocalAirflow:
 
     ``port=0`` picks a free loopback port (tests); the demo uses the default 8080. ``env`` is added
     last to the components' environment: ``AIRFLOW_CONN_*`` connections, or ``AIRFLOW__S__K``
-    overrides of the settings chosen here.
+    overrides of the settings chosen here. ``database_url`` (SQLAlchemy) replaces the SQLite file
+    in ``home``; ``celery`` switches to CeleryExecutor and adds a ``celery-worker`` component,
+    and needs a ``database_url``, as Airflow refuses CeleryExecutor on SQLite.
     """
 
     def __init__(
@@ -120,11 +134,15 @@ class LocalAirflow:
         service_users: Sequence[AirflowUser] = (DEFAULT_RELAY,),
         parallelism: int = 4,
         triggerer: bool = False,
+        database_url: str | None = None,
+        celery: CeleryBackend | None = None,
     ) -> None:
+        if celery is not None and database_url is None:
+            raise ValueError("CeleryExecutor needs a database_url: Airflow refuses it on SQLite")
         self.home = Path(home).resolve()
         self.dags_folder = Path(dags_folder).resolve()
         self.plugins_folder = Path(plugins_folder).resolve()
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_dir = self.home / "logs"
         self.extra_env = dict(env or {})
@@ -133,11 +151,16 @@ class LocalAirflow:
         self.users = (admin, *service_users)
         self.parallelism = parallelism
         self.triggerer = triggerer
-        self.instance_id = uuid.uuid4().hex
+        self.database_url = database_url or f"sqlite:///{self.home / 'airflow.db'}"
+        self.celery = celery
+        # The worker's Celery node name, so readiness can be asked of this very worker.
+        self.worker_name = f"devenv-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
+        # Running tasks report their end through the API server: it stops after the rest.
+        self._group = ProcessGroup(
+            "airflow", last=("api-server",), detached_grace=_TASK_GRACE_SECONDS
+        )
+        self.instance_id = self._group.instance_id
         self.startup_seconds: float | None = None
-        self._processes: dict[str, subprocess.Popen[bytes]] = {}
-        # Kept after stop() so live_processes() still recognises members of our sessions.
-        self._sessions: set[int] = set()
         self._http: httpx.Client | None = None
         self._admin_token: str | None = None
 
@@ -146,17 +169,28 @@ class LocalAirflow:
     def start(self, dag_ids: Iterable[str] = (), timeout: float = 180.0) -> None:
         """Migrate the database, start the components, and return once healthy with ``dag_ids``
         parsed. On any failure, Ctrl-C included, everything started so far is stopped again."""
-        if self._processes:
+        if self._group.pids:
             raise RuntimeError(f"Airflow at {self.url} is already running")
         began = time.monotonic()
         deadline = began + timeout
-        atexit.register(self.stop)
         try:
             env = self._prepare_home()
-            self._migrate(env, timeout=deadline - time.monotonic())
+            self._group.run(
+                self._airflow_command(["db", "migrate"]),
+                env=env,
+                log_path=self.log_dir / "db-migrate.log",
+                timeout=deadline - time.monotonic(),
+                cwd=self.home,
+            )
             self._http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(30.0, connect=5.0))
             for name, args in self._components():
-                self._spawn(name, args, env)
+                self._group.spawn(
+                    name,
+                    self._airflow_command(args),
+                    env=env,
+                    log_path=self.log_dir / f"{name}.log",
+                    cwd=self.home,
+                )
             self._wait_until_healthy(deadline)
             self._create_pools()
             self.wait_for_dags(dag_ids, timeout=deadline - time.monotonic())
@@ -171,12 +205,12 @@ class LocalAirflow:
     @property
     def running(self) -> bool:
         """True while every component started is still alive."""
-        return bool(self._processes) and all(p.poll() is None for p in self._processes.values())
+        return self._group.running
 
     @property
     def pids(self) -> dict[str, int]:
         """Component name → pid (each also its session and process group id) while running."""
-        return {name: process.pid for name, process in self._processes.items()}
+        return self._group.pids
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop in dependency order, each step SIGTERM first and SIGKILL after ``grace``.
@@ -186,16 +220,7 @@ class LocalAirflow:
         triggerer; then the API server; then whatever ``live_processes()`` still finds. Safe to
         call twice, and called at exit.
         """
-        atexit.unregister(self.stop)
-        processes, self._processes = self._processes, {}
-        component_groups = {process.pid for process in processes.values()}
-        # Task processes are the ones in our sessions but in process groups of their own.
-        tasks = [p for p in self.live_processes() if _group_of(p.pid) not in component_groups]
-        _terminate(tasks, _TASK_GRACE_SECONDS)
-        api_server = processes.pop("api-server", None)
-        _stop_groups(list(processes.values()), grace)
-        _stop_groups([api_server] if api_server else [], grace)
-        _terminate(self.live_processes(), grace)
+        self._group.stop(grace)
         if self._http is not None:
             self._http.close()
             self._http = None
@@ -206,17 +231,11 @@ class LocalAirflow:
 
         Empty after ``stop()``; tests assert exactly that.
         """
-        return find_processes(self.instance_id, self._sessions)
+        return self._group.leftovers()
 
     def memory_bytes(self) -> int:
         """Proportional set size (shared pages split fairly) of all live processes, in bytes."""
-        total = 0
-        for process in self.live_processes():
-            try:
-                total += process.memory_full_info().pss
-            except psutil.Error:
-                continue  # it ended while we counted
-        return total
+        return self._group.memory_bytes()
 
     # -- REST API --------------------------------------------------------------------------------
 
@@ -312,7 +331,7 @@ class LocalAirflow:
                 raise RuntimeError(f"DAG import errors: {found}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"DAGs not parsed after {timeout:.0f} s: {sorted(pending)}")
-            self._raise_if_exited()
+            self._group.raise_if_exited()
             time.sleep(_POLL_SECONDS)
 
     # -- internals -------------------------------------------------------------------------------
@@ -357,7 +376,7 @@ class LocalAirflow:
             "AIRFLOW_CONFIG": str(self.home / "airflow.cfg"),
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.plugins_folder),
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor" if self.celery else "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             # Airflow 3 dropped [database] load_default_connections: `db migrate` creates none.
@@ -371,7 +390,7 @@ class LocalAirflow:
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self._passwords_file),
             # Tasks reach the API server through the Execution API; it must be our port.
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.database_url,
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(self.port),
             "AIRFLOW__API__BASE_URL": self.url,
@@ -387,11 +406,16 @@ class LocalAirflow:
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.log_dir),
             # The log servers default to fixed ports, which two instances would fight over.
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "PATH": os.pathsep.join([venv_bin, inherited.get("PATH", "")]),
-            MARKER_ENV: self.instance_id,
         }
+        if self.celery:
+            settings |= {
+                "AIRFLOW__CELERY__BROKER_URL": self.celery.broker_url,
+                "AIRFLOW__CELERY__RESULT_BACKEND": self.celery.result_backend,
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.celery.worker_concurrency),
+            }
         return {**inherited, **settings, **self.extra_env}
 
     def _components(self) -> list[tuple[str, list[str]]]:
@@ -402,65 +426,51 @@ class LocalAirflow:
         ]
         if self.triggerer:
             components.append(("triggerer", ["triggerer"]))
+        if self.celery:
+            # One worker on one machine: gossip and mingle (worker-to-worker sync) only slow
+            # its start. It serves task logs on WORKER_LOG_SERVER_PORT, set above.
+            worker = ["celery", "worker", "--celery-hostname", self.worker_name]
+            worker += ["--without-gossip", "--without-mingle"]
+            components.append(("celery-worker", worker))
         return components
 
     def _airflow_command(self, args: Sequence[str]) -> list[str]:
         # The interpreter running us, so the components use this venv whatever PATH says.
         return [sys.executable, "-m", "airflow", *args]
 
-    def _migrate(self, env: Mapping[str, str], timeout: float) -> None:
-        log_path = self.log_dir / "db-migrate.log"
-        with log_path.open("ab") as log_file:
-            result = subprocess.run(  # noqa: S603 - fixed argv, no shell
-                self._airflow_command(["db", "migrate"]),
-                env=env,
-                cwd=self.home,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                timeout=timeout,
-                start_new_session=True,
-                check=False,
-            )
-        if result.returncode != 0:
-            raise RuntimeError(f"airflow db migrate failed: {_tail(log_path)}")
-
-    def _spawn(self, name: str, args: Sequence[str], env: Mapping[str, str]) -> None:
-        with (self.log_dir / f"{name}.log").open("ab") as log_file:
-            process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-                self._airflow_command(args),
-                env=env,
-                cwd=self.home,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self._processes[name] = process
-        self._sessions.add(process.pid)  # start_new_session: the child leads session and group
-
-    def _raise_if_exited(self) -> None:
-        for name, process in self._processes.items():
-            if process.poll() is not None:
-                log_path = self.log_dir / f"{name}.log"
-                raise RuntimeError(
-                    f"airflow {name} exited with {process.returncode}: {_tail(log_path)}"
-                )
-
     def _wait_until_healthy(self, deadline: float) -> None:
         required = (*_REQUIRED_HEALTH, "triggerer") if self.triggerer else _REQUIRED_HEALTH
-        health: dict[str, Any] = {}
-        while True:
-            self._raise_if_exited()
-            try:
-                health = self._client.get("/api/v2/monitor/health").json()
-            except (httpx.TransportError, ValueError):
-                health = {}  # not listening yet
-            if all((health.get(c) or {}).get("status") == "healthy" for c in required):
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.url} not healthy: {health}; logs in {self.log_dir}")
-            time.sleep(_POLL_SECONDS)
+
+        def all_healthy(response: httpx.Response) -> bool:
+            health = response.json()
+            return all((health.get(c) or {}).get("status") == "healthy" for c in required)
+
+        try:
+            wait_http(
+                f"{self.url}/api/v2/monitor/health",
+                timeout=deadline - time.monotonic(),
+                ok=all_healthy,
+                check=self._group.raise_if_exited,
+            )
+            if self.celery:
+                broker_url = self.celery.broker_url
+                wait_for(
+                    lambda: self._worker_answers_ping(broker_url),
+                    timeout=deadline - time.monotonic(),
+                    what=f"Celery worker {self.worker_name}",
+                    check=self._group.raise_if_exited,
+                )
+        except TimeoutError as error:
+            raise TimeoutError(f"{error}; logs in {self.log_dir}") from None
+
+    def _worker_answers_ping(self, broker_url: str) -> bool:
+        # Celery's own control channel through the broker, as `celery inspect ping` does; the
+        # API's health endpoint knows nothing of workers.
+        from celery import Celery  # only the distributed shape needs Celery here
+
+        with Celery(broker=broker_url) as app:
+            replies = app.control.ping(destination=[self.worker_name], timeout=1.0)
+        return any(self.worker_name in reply for reply in replies)
 
     def _create_pools(self) -> None:
         if not self.pools:
@@ -475,81 +485,6 @@ class LocalAirflow:
             raise RuntimeError(f"creating pools failed: {errors}")
 
 
-def find_processes(instance_id: str, sessions: Iterable[int] = ()) -> list[psutil.Process]:
-    """Live (non-zombie) processes in one of ``sessions`` or carrying ``instance_id`` as marker."""
-    session_ids = set(sessions)
-    found = []
-    for process in psutil.process_iter(["environ", "status"]):
-        if process.pid == os.getpid() or process.info["status"] == psutil.STATUS_ZOMBIE:
-            continue
-        environ = process.info["environ"] or {}
-        try:
-            in_session = os.getsid(process.pid) in session_ids
-        except ProcessLookupError:
-            continue
-        if in_session or environ.get(MARKER_ENV) == instance_id:
-            found.append(process)
-    return found
-
-
-def _stop_groups(leaders: Sequence[subprocess.Popen[bytes]], grace: float) -> None:
-    """SIGTERM the process groups these processes lead; SIGKILL a group whose leader outlives
-    ``grace``. Members that outlive their leader are left to the final sweep in ``stop()``."""
-    for leader in leaders:
-        _signal_group(leader.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for leader in leaders:
-        try:
-            leader.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            _signal_group(leader.pid, signal.SIGKILL)
-            leader.wait()
-
-
-def _terminate(processes: Sequence[psutil.Process], grace: float) -> None:
-    for process in processes:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.terminate()
-    alive = _wait_until_dead(processes, grace)
-    for process in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
-    _wait_until_dead(alive, 5.0)
-
-
-def _wait_until_dead(processes: Sequence[psutil.Process], timeout: float) -> list[psutil.Process]:
-    """Poll until every process has exited; return those still alive at ``timeout``.
-
-    Not ``psutil.wait_procs``: for processes that are not our children it waits until the pid is
-    gone, and a dead task stays a zombie until its supervisor gets round to reaping it.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        alive = [p for p in processes if _is_alive(p)]
-        if not alive or time.monotonic() > deadline:
-            return alive
-        time.sleep(0.05)
-
-
-def _is_alive(process: psutil.Process) -> bool:
-    try:
-        return process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _signal_group(pgid: int, signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):  # the whole group is gone already
-        os.killpg(pgid, signum)
-
-
-def _group_of(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except ProcessLookupError:
-        return None
-
-
 def _raise_for_status(response: httpx.Response) -> None:
     if response.is_error:
         raise AirflowApiError(
@@ -562,23 +497,10 @@ def _api_path(*segments: str) -> str:
     return "/api/v2/" + "/".join(quote(segment, safe="") for segment in segments)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _write_private(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600, exist_ok=True)
     path.write_text(text + "\n")
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return f"(no log at {path})"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -30,10 +30,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from devenv.airflow import PROJECT_ROOT, LocalAirflow
+
+if TYPE_CHECKING:
+    from devenv.relay import LocalRelay
+    from devenv.sandbox import LocalSandbox
+    from relay.settings import RelaySettings
 
 
 class AirflowInstances:
@@ -106,3 +112,52 @@ def airflow_live(
 ) -> LocalAirflow:
     """A live Airflow (API server, scheduler, DAG processor) on a free loopback port."""
     return airflow_instances.get(airflow_dags_folder, airflow_env, airflow_dag_ids)
+
+
+# -- the sandbox and the relay as processes (devenv.sandbox, devenv.relay) -------------------------
+# Imported inside the fixtures: the relay pulls in the Airflow API client, which sessions that
+# never ask for a relay should not pay for.
+
+
+def _stop_all(services: Iterable[LocalSandbox | LocalRelay]) -> None:
+    """Stop every service, then fail loudly if any of their processes survived."""
+    stopped = list(services)
+    for service in stopped:
+        service.stop()
+    if leftovers := [process.pid for service in stopped for process in service.leftovers()]:
+        raise RuntimeError(f"sandbox/relay processes left after stop(): {leftovers}")
+
+
+@pytest.fixture(scope="module")
+def local_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSandbox]:
+    """``python -m sandbox`` as a process on free ports for the module (state kept in memory);
+    stopped at the end, and no process may be left."""
+    from devenv.sandbox import LocalSandbox
+
+    sandbox = LocalSandbox(tmp_path_factory.mktemp("sandbox")).start()
+    try:
+        yield sandbox
+    finally:
+        _stop_all([sandbox])
+
+
+@pytest.fixture(scope="module")
+def start_local_relay(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[[RelaySettings], LocalRelay]]:
+    """``start_local_relay(settings)``: ``python -m relay`` as a process (``settings.port == 0``
+    picks a free port), logging to a temp dir; every relay started is stopped at the module's end,
+    and no process may be left."""
+    from devenv.relay import LocalRelay
+
+    relays: list[LocalRelay] = []
+
+    def start(settings: RelaySettings) -> LocalRelay:
+        relay = LocalRelay(settings, tmp_path_factory.mktemp("relay"))
+        relays.append(relay)
+        return relay.start()
+
+    try:
+        yield start
+    finally:
+        _stop_all(relays)

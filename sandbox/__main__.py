@@ -11,12 +11,18 @@ import asyncio
 import json
 import logging
 import os
+import signal
 from pathlib import Path
+from types import FrameType
 
 from sandbox import defaults
 from sandbox.common.server import serve_all
 from sandbox.dataverse import DataverseService
 from sandbox.marketo import MarketoService
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -48,6 +54,9 @@ def main(argv: list[str] | None = None) -> None:
             path = args.state_dir / f"{name}.json"
             if path.exists():
                 service.load_state(json.loads(path.read_text()))
+    # uvicorn re-raises the SIGTERM it caught once it has shut down; with the default handler that
+    # would end the process before the state is saved (``docker compose stop`` sends SIGTERM).
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         asyncio.run(
             serve_all(

@@ -10,7 +10,6 @@ import yaml
 from contact_sync.mapping import DEFAULT_DIRECTORY, load_mappings
 from tests.fixtures import DESCRIBE_FIXTURE
 
-
 CONTACT_FIELD = {
     "id": 9001,
     "displayName": "Dynamics Contact Id",
