@@ -10,7 +10,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 # The relay imports the shared event parsing from plugins/, as Airflow components do.
 export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
 
-.PHONY: help venv test test-distributed lint fmt sandbox relay demo lock clean
+.PHONY: help venv services test test-distributed lint fmt sandbox relay demo lock clean
 
 help:
 	@echo "make test      ruff + every test (creates .venv when needed)"
@@ -37,7 +37,11 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint
+# Debian's postgresql and redis-server for the distributed tests (installed only when missing).
+services:
+	bash devenv/test_distributed.sh --install-only
+
+test: lint services
 	$(BIN)/python -m pytest
 
 sandbox: $(STAMP)

@@ -19,12 +19,6 @@ from tests.support import connect_dynamics, connect_marketo
 REALTIME_DAG = "dynamics_contact_to_marketo"
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "distributed: Airflow on CeleryExecutor with PostgreSQL and Redis (local)"
-    )
-
-
 class _EnvCollector:
     """Takes ``setenv`` calls like ``pytest.MonkeyPatch`` does, so the connection helpers of
     ``tests.support`` can build an environment for other processes instead of this one."""
