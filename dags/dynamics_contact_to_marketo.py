@@ -145,7 +145,9 @@ def _counting_calls(**hooks: DynamicsHook | MarketoHook) -> Iterator[None]:
     },
 )
 def dynamics_contact_to_marketo() -> None:
-    @task
+    # Tasks returning a dict would otherwise push each key as an extra XCom too (contact fields
+    # stored twice): ``multiple_outputs=False`` keeps one XCom per task.
+    @task(multiple_outputs=False)
     def parse_events() -> dict[str, Any]:
         """Validate the run conf into the contact ids to sync (and the events refused)."""
         conf = get_current_context()["dag_run"].conf
@@ -161,7 +163,7 @@ def dynamics_contact_to_marketo() -> None:
         )
         return request.to_dict()
 
-    @task
+    @task(multiple_outputs=False)
     def fetch_contacts(request: dict[str, Any]) -> dict[str, Any]:
         """Read the contacts from Dataverse (one query), whatever the events said."""
         dynamics = DynamicsHook()
@@ -171,14 +173,14 @@ def dynamics_contact_to_marketo() -> None:
             )
         return {"contacts": contacts, "not_found": not_found}
 
-    @task
+    @task(multiple_outputs=False)
     def check_accounts(fetched: dict[str, Any]) -> dict[str, Any]:
         """Read the parent accounts of the contacts (one query; none when no parent is one)."""
         dynamics = DynamicsHook()
         with _counting_calls(dynamics=dynamics):
             return pipeline.fetch_accounts(dynamics, fetched["contacts"], load_mappings())
 
-    @task
+    @task(multiple_outputs=False)
     def map_to_leads(
         request: dict[str, Any], fetched: dict[str, Any], accounts: dict[str, Any]
     ) -> dict[str, Any]:

@@ -42,7 +42,9 @@ __all__ = [
     "LeadLookup",
     "MergedWrite",
     "Plan",
+    "contact_key",
     "decide",
+    "email_key",
     "final_outcomes",
     "lead_lookups",
     "merge_results",
@@ -94,12 +96,12 @@ def same_value(field: str, wanted: Any, current: Any) -> bool:
     return wanted == current
 
 
-def _email_key(value: Any) -> str | None:
+def email_key(value: Any) -> str | None:
     normalised = _normalised(value)
     return normalised.casefold() if isinstance(normalised, str) else None
 
 
-def _contact_key(value: Any) -> str | None:
+def contact_key(value: Any) -> str | None:
     normalised = _normalised(value)
     return normalised.strip("{}").lower() if isinstance(normalised, str) else None
 
@@ -154,7 +156,7 @@ class _LeadIndex:
         self.by_contact: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
         self.contact_field = contact_field
         for lead in self.leads:
-            email = _email_key(lead.get(EMAIL_FIELD))
+            email = email_key(lead.get(EMAIL_FIELD))
             if email:
                 self.by_email[email].append(lead)
             linked = self.linked_contact(lead)
@@ -162,7 +164,7 @@ class _LeadIndex:
                 self.by_contact[linked].append(lead)
 
     def linked_contact(self, lead: Mapping[str, Any]) -> str | None:
-        return _contact_key(lead.get(self.contact_field)) if self.contact_field else None
+        return contact_key(lead.get(self.contact_field)) if self.contact_field else None
 
 
 def _pick_linked(draft: LeadDraft, index: _LeadIndex, claimed: set[int]) -> Mapping | None:
@@ -172,14 +174,14 @@ def _pick_linked(draft: LeadDraft, index: _LeadIndex, claimed: set[int]) -> Mapp
         if int(lead["id"]) not in claimed
     ]
     same_email = [
-        lead for lead in linked if _email_key(lead.get(EMAIL_FIELD)) == _email_key(draft.email)
+        lead for lead in linked if email_key(lead.get(EMAIL_FIELD)) == email_key(draft.email)
     ]
     return (same_email or linked or [None])[0]
 
 
 def _pick_by_email(draft: LeadDraft, index: _LeadIndex) -> list[Mapping[str, Any]]:
     """Leads with the draft's email, unlinked ones first, each group by ascending id."""
-    leads = index.by_email.get(_email_key(draft.email) or "", [])
+    leads = index.by_email.get(email_key(draft.email) or "", [])
     return sorted(leads, key=lambda lead: index.linked_contact(lead) is not None)
 
 
@@ -237,7 +239,7 @@ def decide(
             claimed[int(lead["id"])] = draft.contact_id
             decisions.append(_update_or_unchanged(draft, lead))
             continue
-        email = _email_key(draft.email) or ""
+        email = email_key(draft.email) or ""
         if email in created:
             rejections.append(_duplicate(draft, created[email]))
             continue
@@ -255,7 +257,7 @@ def _companies_to_sync(drafts: Sequence[LeadDraft], index: _LeadIndex) -> tuple[
             companies.setdefault(draft.company.external_company_id, draft.company)
     shown: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for lead in index.leads:
-        external = _contact_key(lead.get(EXTERNAL_COMPANY_ID))
+        external = contact_key(lead.get(EXTERNAL_COMPANY_ID))
         if external in companies:
             shown[external].append(lead)
 

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
-from contact_sync.decide import _contact_key, _email_key, lead_lookups
+from contact_sync.decide import contact_key, email_key, lead_lookups
 from contact_sync.events import format_utc
 from contact_sync.hooks.dynamics import MAX_PAGE_SIZE
 from contact_sync.mapping import EMAIL_FIELD, Mappings
@@ -61,7 +61,7 @@ from contact_sync.pipeline import (
     summarise_api_calls,
     upsert_leads,
 )
-from contact_sync.report import _table
+from contact_sync.report import text_table
 
 __all__ = [
     "DEFAULT_LOOKBACK",
@@ -373,11 +373,11 @@ class ReconcileReport:
             *((f"  {reason}", count) for reason, count in self.reasons.most_common()),
         ]
         lines = [f"Windows: {'; '.join(self.windows) or 'none'} ({self.pages} page(s))", ""]
-        lines += _table(rows)
-        lines += ["", *_table([("API calls", "requests"), *self._call_rows()])]
+        lines += text_table(rows)
+        lines += ["", *text_table([("API calls", "requests"), *self._call_rows()])]
         if self.rejected:
             listed = [(item["contact_id"], item["reason"]) for item in self.rejected]
-            lines += ["", *_table([("rejected contact", "reason"), *listed])]
+            lines += ["", *text_table([("rejected contact", "reason"), *listed])]
         if self.unlisted:
             lines.append(f"… and {self.unlisted} more rejected contact(s), listed in the task logs")
         return "\n".join(lines)
@@ -417,13 +417,13 @@ def find_leads_email_first(
         (lookup,) = by_contact
         # The same keys decide() matches leads with, so this test cannot drift from its rule.
         settled = {
-            (_contact_key(lead.get(contact_field)), _email_key(lead.get(EMAIL_FIELD)))
+            (contact_key(lead.get(contact_field)), email_key(lead.get(EMAIL_FIELD)))
             for lead in leads.values()
         }
         pending = [
             draft.contact_id
             for draft in drafts
-            if (draft.contact_id, _email_key(draft.email)) not in settled
+            if (draft.contact_id, email_key(draft.email)) not in settled
         ]
         if pending:
             for lead in marketo.find_leads(lookup.filter_type, pending, fields=lookup.fields):

@@ -10,7 +10,7 @@ from typing import Any
 from contact_sync.events import Refusal
 from contact_sync.models import OUTCOME_STATUSES, Outcome
 
-__all__ = ["SyncReport"]
+__all__ = ["SyncReport", "text_table"]
 
 
 @dataclass(frozen=True)
@@ -66,13 +66,13 @@ class SyncReport:
     def as_text(self) -> str:
         """A plain-text table for the task log."""
         rows = [("outcome", "contacts"), *self.counts.items(), ("total", len(self.outcomes))]
-        lines = _table(rows)
+        lines = text_table(rows)
         if self.reasons:
-            lines += ["", *_table([("rejection reason", "contacts"), *self.reasons.items()])]
+            lines += ["", *text_table([("rejection reason", "contacts"), *self.reasons.items()])]
         if self.rejected:
             lines += [
                 "",
-                *_table(
+                *text_table(
                     [
                         ("rejected contact", "reason"),
                         *((o.contact_id, o.reason) for o in self.rejected),
@@ -82,12 +82,14 @@ class SyncReport:
         if self.refused:
             lines += [
                 "",
-                *_table([("refused item", "reason"), *((r.item, r.reason) for r in self.refused)]),
+                *text_table(
+                    [("refused item", "reason"), *((r.item, r.reason) for r in self.refused)]
+                ),
             ]
         return "\n".join(lines)
 
 
-def _table(rows: list[tuple[Any, Any]]) -> list[str]:
+def text_table(rows: list[tuple[Any, Any]]) -> list[str]:
     width = max(len(str(left)) for left, _ in rows)
     header, *body = rows
     lines = [f"{header[0]:<{width}}  {header[1]}", f"{'-' * width}  {'-' * len(str(header[1]))}"]

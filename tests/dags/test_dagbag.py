@@ -124,6 +124,17 @@ def test_schedule_start_and_catchup_are_decided_in_the_file(path):
         assert {"schedule", "start_date", "catchup"} <= keywords, path.name
 
 
+def test_no_task_splits_its_return_value_into_extra_xcoms(dagbag):
+    # A dict return would be pushed once whole and once per key: contact fields stored twice.
+    split = [
+        f"{dag.dag_id}.{task.task_id}"
+        for dag in dagbag.dags.values()
+        for task in dag.tasks
+        if getattr(task, "multiple_outputs", False)
+    ]
+    assert split == []
+
+
 def test_the_realtime_dag_validates_its_conf_and_pools_marketo(dagbag):
     dag = dagbag.dags["dynamics_contact_to_marketo"]
     assert set(dag.params) == {"events", "webhookRequest", "contact_ids"}
