@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from contact_sync.decide import decide, final_outcomes, lead_lookups, merge_results, plan_writes
@@ -275,8 +275,12 @@ def sync_contacts(
     marketo: LeadWriter,
     contacts: Sequence[Mapping[str, Any]],
     mappings: Mappings,
+    *,
+    find: Callable[[LeadWriter, Sequence[LeadDraft], Mappings], list[dict[str, Any]]] = find_leads,
 ) -> list[Outcome]:
     """Sync contacts already read from Dataverse (a reconciliation page); one outcome each.
+
+    ``find`` is the lead lookup strategy (the reconciliation passes its email-first variant).
 
     The records need the columns of ``mappings.contact_select``; read with
     ``account_select=mappings.account_select`` their accounts come along and are not queried.
@@ -285,7 +289,7 @@ def sync_contacts(
     contact_ids = list(by_id)
     accounts = fetch_accounts(dynamics, by_id, mappings)
     drafts, rejections = map_to_leads(contact_ids, by_id, accounts, mappings)
-    found = find_leads(marketo, drafts, mappings)
+    found = find(marketo, drafts, mappings)
     written = upsert_leads(marketo, drafts, found, mappings)
     return collect_outcomes(contact_ids, rejections, written)
 

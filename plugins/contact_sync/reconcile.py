@@ -55,11 +55,8 @@ from contact_sync.models import OUTCOME_STATUSES, LeadDraft, Outcome
 from contact_sync.pipeline import (
     ContactReader,
     LeadWriter,
-    collect_outcomes,
-    fetch_accounts,
-    map_to_leads,
     summarise_api_calls,
-    upsert_leads,
+    sync_contacts,
 )
 from contact_sync.report import text_table
 
@@ -431,22 +428,6 @@ def find_leads_email_first(
     return list(leads.values())
 
 
-def _sync_page(
-    dynamics: ContactReader,
-    marketo: LeadWriter,
-    page: Sequence[Mapping[str, Any]],
-    mappings: Mappings,
-) -> list[Outcome]:
-    """``pipeline.sync_contacts`` with the email-first lookup: one outcome per contact."""
-    by_id = {str(contact["contactid"]).lower(): contact for contact in page}
-    contact_ids = list(by_id)
-    accounts = fetch_accounts(dynamics, by_id, mappings)
-    drafts, rejections = map_to_leads(contact_ids, by_id, accounts, mappings)
-    found = find_leads_email_first(marketo, drafts, mappings)
-    written = upsert_leads(marketo, drafts, found, mappings)
-    return collect_outcomes(contact_ids, rejections, written)
-
-
 def reconcile(
     dynamics: ContactPages,
     marketo: CountingWriter,
@@ -470,7 +451,7 @@ def reconcile(
         page_size=page_size,
     )
     for page in pages:
-        outcomes = _sync_page(dynamics, marketo, page, mappings)
+        outcomes = sync_contacts(dynamics, marketo, page, mappings, find=find_leads_email_first)
         report.pages += 1
         report.add(outcomes)
         _log_page(report.pages, outcomes)

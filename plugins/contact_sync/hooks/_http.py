@@ -166,6 +166,16 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
 
 
+def require_credentials(conn_id: str, conn: Any, *, host_what: str) -> None:
+    """Every service Connection needs a host, a client id (login) and a client secret (password)."""
+    if not conn.host:
+        raise HookConfigError(f"Connection {conn_id!r}: host ({host_what}) is required")
+    if not conn.login or not conn.password:
+        raise HookConfigError(
+            f"Connection {conn_id!r}: login (client id) and password (client secret) are required"
+        )
+
+
 class RetryingCaller:
     """One ``requests.Session`` with a mandatory timeout, and the bounded retry loop around it.
 

@@ -54,6 +54,7 @@ from contact_sync.hooks._http import (
     describe_url,
     json_or_none,
     parse_retry_after,
+    require_credentials,
     response_excerpt,
 )
 from contact_sync.hooks.errors import (
@@ -136,13 +137,7 @@ class DynamicsHook(BaseHook):
         conn = self.get_connection(conn_id)
         extras = ConnectionExtras(conn_id, conn.extra_dejson)
         extras.warn_unknown(_EXTRAS)
-        if not conn.host:
-            raise HookConfigError(f"Connection {conn_id!r}: host (the environment URL) is required")
-        if not conn.login or not conn.password:
-            raise HookConfigError(
-                f"Connection {conn_id!r}: login (client id) and password (client secret) "
-                "are required"
-            )
+        require_credentials(conn_id, conn, host_what="the environment URL")
         environment_url = _base_url(conn.host, conn.port)
         resource_url = extras.text("resource_url", environment_url).rstrip("/")
         authority = extras.text("authority_host", "https://login.microsoftonline.com").rstrip("/")

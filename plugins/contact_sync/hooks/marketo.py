@@ -49,6 +49,7 @@ from contact_sync.hooks._http import (
     TokenCache,
     describe_url,
     json_or_none,
+    require_credentials,
     response_excerpt,
 )
 from contact_sync.hooks._limiter import CallLimiter, LimiterSettings, shared_limiter
@@ -157,15 +158,7 @@ class MarketoHook(BaseHook):
         conn = self.get_connection(conn_id)
         extras = ConnectionExtras(conn_id, conn.extra_dejson)
         extras.warn_unknown(_EXTRAS)
-        if not conn.host:
-            raise HookConfigError(
-                f"Connection {conn_id!r}: host (REST base URL or Munchkin id) is required"
-            )
-        if not conn.login or not conn.password:
-            raise HookConfigError(
-                f"Connection {conn_id!r}: login (client id) and password (client secret) "
-                "are required"
-            )
+        require_credentials(conn_id, conn, host_what="REST base URL or Munchkin id")
         return MarketoSettings(
             conn_id=conn_id,
             base_url=rest_base_url(conn.host, conn.port),
