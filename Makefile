@@ -10,7 +10,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 # The relay imports the shared event parsing from plugins/, as Airflow components do.
 export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
 
-.PHONY: help venv services test test-distributed lint fmt sandbox relay demo lock clean
+.PHONY: help venv services bench test test-distributed lint fmt sandbox relay demo lock clean
 
 help:
 	@echo "make test      ruff + every test (creates .venv when needed)"
@@ -18,6 +18,7 @@ help:
 	@echo "make sandbox   start the Dataverse (:8701) and Marketo (:8702) sandbox in the foreground"
 	@echo "make relay     start the webhook relay (:8703) in the foreground (RELAY_* env vars)"
 	@echo "make test-distributed  the end-to-end scenario on CeleryExecutor + Postgres + Redis"
+	@echo "make bench     benchmarks (printed, saved under bench/results/)"
 	@echo "make lock      recompile requirements*.txt from requirements*.in"
 	@echo "make fmt       format the code with ruff"
 
@@ -55,6 +56,9 @@ demo: $(STAMP)
 
 test-distributed: $(STAMP)
 	bash devenv/test_distributed.sh
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
 
 lock: $(STAMP)
 	$(BIN)/uv pip compile --quiet --python-version 3.11 requirements.in -o requirements.txt
