@@ -55,7 +55,34 @@ def _major_version(name: str) -> int:
     return int(name) if name.isdigit() else -1
 
 
-class LocalPostgres:
+class _ThrowawayServer:
+    """What both servers share: a free port, a generated password, one process group, and a temp
+    directory that ``stop()`` deletes."""
+
+    def __init__(self, name: str, port: int, log_dir: Path | None) -> None:
+        self.port = port or free_port()
+        self._password = secrets.token_urlsafe(24)
+        self._log_dir = log_dir
+        self._group = ProcessGroup(name)
+        self._dir: Path | None = None
+
+    def _make_dir(self) -> Path:
+        self._dir = Path(tempfile.mkdtemp(prefix=f"devenv-{self._group.label}-"))
+        return self._dir
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop the server and delete its directory. Safe to call twice."""
+        self._group.stop(grace)
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def leftovers(self) -> list[psutil.Process]:
+        """Live processes of this server; empty after ``stop()``."""
+        return self._group.leftovers()
+
+
+class LocalPostgres(_ThrowawayServer):
     """A throwaway PostgreSQL server with one database owned by one (superuser) role.
 
     Durability is switched off (``fsync``, ``synchronous_commit``, ``full_page_writes``): the data
@@ -76,16 +103,12 @@ class LocalPostgres:
             raise FileNotFoundError(
                 "PostgreSQL server binaries not found (apt-get install postgresql)"
             )
+        super().__init__("postgres", port, log_dir)
         self.bin_dir = found
         self.database = database
         self.user = user
-        self.port = port or free_port()
-        self._password = secrets.token_urlsafe(24)
-        self._log_dir = log_dir
         # Root may not run postgres; anyone else runs it as themselves.
         self._run_as = _POSTGRES_SYSTEM_USER if os.geteuid() == 0 else None
-        self._group = ProcessGroup("postgres")
-        self._dir: Path | None = None
 
     @property
     def url(self) -> str:
@@ -98,7 +121,7 @@ class LocalPostgres:
     def start(self, timeout: float = 60.0) -> None:
         """Create the cluster, start the server, create the database; stop again on failure."""
         try:
-            self._dir = Path(tempfile.mkdtemp(prefix="devenv-postgres-"))
+            self._make_dir()
             log_dir = self._log_dir or self._dir
             data_dir = self._dir / "data"
             password_file = self._dir / "password"
@@ -162,17 +185,6 @@ class LocalPostgres:
             self.stop()
             raise
 
-    def stop(self, grace: float = 10.0) -> None:
-        """Stop the server (fast shutdown) and delete its data. Safe to call twice."""
-        self._group.stop(grace)
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
-
-    def leftovers(self) -> list[psutil.Process]:
-        """Live processes of this server; empty after ``stop()``."""
-        return self._group.leftovers()
-
     def _env(self) -> dict[str, str]:
         # Nothing of the caller's (PGDATA, PGPORT, ...) may steer the server.
         return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
@@ -204,7 +216,7 @@ class LocalPostgres:
             connection.close()
 
 
-class LocalRedis:
+class LocalRedis(_ThrowawayServer):
     """A throwaway Redis server: no persistence, password required, loopback only."""
 
     def __init__(
@@ -213,12 +225,8 @@ class LocalRedis:
         found = binary or find_redis_server()
         if found is None:
             raise FileNotFoundError("redis-server not found (apt-get install redis-server)")
+        super().__init__("redis", port, log_dir)
         self.binary = found
-        self.port = port or free_port()
-        self._password = secrets.token_urlsafe(24)
-        self._log_dir = log_dir
-        self._group = ProcessGroup("redis")
-        self._dir: Path | None = None
 
     def url(self, database: int = 0) -> str:
         """``redis://`` URL of ``database``, password included: do not log it."""
@@ -227,7 +235,7 @@ class LocalRedis:
     def start(self, timeout: float = 30.0) -> None:
         """Start the server and return once it answers PING; stop again on failure."""
         try:
-            self._dir = Path(tempfile.mkdtemp(prefix="devenv-redis-"))
+            self._make_dir()
             config = self._dir / "redis.conf"
             # A config file rather than arguments, so the password is not in the process list.
             config.write_text(
@@ -261,17 +269,6 @@ class LocalRedis:
         except BaseException:
             self.stop()
             raise
-
-    def stop(self, grace: float = 10.0) -> None:
-        """Stop the server and delete its directory. Safe to call twice."""
-        self._group.stop(grace)
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
-
-    def leftovers(self) -> list[psutil.Process]:
-        """Live processes of this server; empty after ``stop()``."""
-        return self._group.leftovers()
 
     def _answers_ping(self) -> bool:
         client = redis.Redis.from_url(self.url(), socket_connect_timeout=2, socket_timeout=2)
