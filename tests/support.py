@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from devenv.sandbox import connection_env
 from sandbox import defaults
 
 # Retries as in production, minus the waiting.
@@ -18,6 +19,30 @@ FAST_RETRIES = {"max_attempts": 4, "backoff_base": 0.01, "backoff_max": 0.02}
 # The client-side limiter is process-wide per settings; tests that do not test it get a budget
 # of their own that other tests cannot use up.
 UNLIMITED = {"rate_limit_calls": 100_000, "rate_limit_window_s": 1, "max_concurrent": 10}
+
+# The real-time DAG's tasks, in order: the issue requires them discrete and visible in the UI.
+REALTIME_TASK_IDS = (
+    "parse_events",
+    "fetch_contacts",
+    "check_accounts",
+    "map_to_leads",
+    "find_leads",
+    "upsert_leads",
+    "report",
+)
+
+
+def sandbox_airflow_env(sandbox_servers: Any) -> dict[str, str]:
+    """``AIRFLOW_CONN_*`` for a live Airflow pointed at the in-process sandbox.
+
+    One definition for every live-Airflow test module: modules with equal env share one instance.
+    """
+    return connection_env(
+        sandbox_servers.dataverse.url,
+        sandbox_servers.marketo.url,
+        dynamics_extra=FAST_RETRIES,
+        marketo_extra={**FAST_RETRIES, **UNLIMITED},
+    )
 
 
 def set_connection(monkeypatch: pytest.MonkeyPatch, conn_id: str, **fields: Any) -> None:

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.support import REALTIME_TASK_IDS
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = PROJECT_ROOT / "dags"
 DAG_FILES = sorted(DAGS_FOLDER.glob("*.py"))
@@ -138,15 +140,7 @@ def test_no_task_splits_its_return_value_into_extra_xcoms(dagbag):
 def test_the_realtime_dag_validates_its_conf_and_pools_marketo(dagbag):
     dag = dagbag.dags["dynamics_contact_to_marketo"]
     assert set(dag.params) == {"events", "webhookRequest", "contact_ids"}
-    assert [task.task_id for task in dag.topological_sort()] == [
-        "parse_events",
-        "fetch_contacts",
-        "check_accounts",
-        "map_to_leads",
-        "find_leads",
-        "upsert_leads",
-        "report",
-    ]
+    assert tuple(task.task_id for task in dag.topological_sort()) == REALTIME_TASK_IDS
     marketo_tasks = {task.task_id for task in dag.tasks if task.pool == "marketo_api"}
     assert marketo_tasks == {"find_leads", "upsert_leads"}
 

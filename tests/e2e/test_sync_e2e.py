@@ -38,10 +38,9 @@ from devenv.demo import (
     wait_for_contacts,
 )
 from devenv.relay import LocalRelay
-from devenv.sandbox import connection_env
 from relay.settings import RelaySettings
 from tests.sandbox.marketo_rest import MarketoRest
-from tests.support import FAST_RETRIES, UNLIMITED
+from tests.support import REALTIME_TASK_IDS, sandbox_airflow_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -100,13 +99,7 @@ def sample(label: str) -> SampleContact:
 
 @pytest.fixture(scope="module")
 def airflow_env(sandbox_servers: Any) -> dict[str, str]:
-    # The same connections as tests/relay_live, so the two modules can share one Airflow.
-    return connection_env(
-        sandbox_servers.dataverse.url,
-        sandbox_servers.marketo.url,
-        dynamics_extra=FAST_RETRIES,
-        marketo_extra={**FAST_RETRIES, **UNLIMITED},
-    )
+    return sandbox_airflow_env(sandbox_servers)
 
 
 @pytest.fixture(scope="module")
@@ -209,15 +202,7 @@ def test_contact_without_email_is_rejected_and_its_run_failed_with_the_reason(
 def test_runs_and_task_states_read_back_through_the_rest_api(
     scenario: Scenario, airflow_live: LocalAirflow
 ):
-    tasks = [
-        "parse_events",
-        "fetch_contacts",
-        "check_accounts",
-        "map_to_leads",
-        "find_leads",
-        "upsert_leads",
-        "report",
-    ]
+    tasks = list(REALTIME_TASK_IDS)
     rejected_id = scenario.contact_id("no email")
     for run in scenario.runs:
         states = {

@@ -22,15 +22,6 @@ from tests.support import connect_dynamics, connect_marketo
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DAG_ID = "dynamics_contact_to_marketo"
-TASK_IDS = (
-    "parse_events",
-    "fetch_contacts",
-    "check_accounts",
-    "map_to_leads",
-    "find_leads",
-    "upsert_leads",
-    "report",
-)
 
 
 @pytest.fixture(scope="session")

@@ -20,9 +20,8 @@ import pytest
 
 from devenv.airflow import DEFAULT_RELAY, LocalAirflow
 from devenv.relay import LocalRelay
-from devenv.sandbox import connection_env
 from relay.settings import RelaySettings
-from tests.support import FAST_RETRIES, UNLIMITED
+from tests.support import sandbox_airflow_env
 
 DAG_ID = "dynamics_contact_to_marketo"
 WEBHOOK_KEY = "relay-live-webhook-key"
@@ -37,12 +36,7 @@ def airflow_dag_ids() -> list[str]:
 
 @pytest.fixture(scope="module")
 def airflow_env(sandbox_servers: Any) -> dict[str, str]:
-    return connection_env(
-        sandbox_servers.dataverse.url,
-        sandbox_servers.marketo.url,
-        dynamics_extra=FAST_RETRIES,
-        marketo_extra={**FAST_RETRIES, **UNLIMITED},
-    )
+    return sandbox_airflow_env(sandbox_servers)
 
 
 @pytest.fixture(scope="module")
