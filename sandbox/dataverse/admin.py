@@ -38,12 +38,13 @@ class DataverseAdmin(SandboxAdmin):
         response.raise_for_status()
         return response.json()["access_token"]
 
-    def api_session(self) -> requests.Session:
-        """A session that sends what Dataverse clients send: a Bearer token and OData headers."""
+    def api_session(self, token: str | None = None) -> requests.Session:
+        """A session that sends what Dataverse clients send: a Bearer token (``token``, or a new
+        one) and OData headers."""
         session = requests.Session()
         session.headers.update(
             {
-                "Authorization": f"Bearer {self.access_token()}",
+                "Authorization": f"Bearer {token or self.access_token()}",
                 "Accept": "application/json",
                 "OData-MaxVersion": "4.0",
                 "OData-Version": "4.0",
@@ -79,8 +80,10 @@ class DataverseAdmin(SandboxAdmin):
         auth_value: str | Mapping[str, str],
         messages: Iterable[str] = ("Create", "Update"),
         filtering_attributes: Iterable[str] | None = None,
+        entity: str = "contact",
     ) -> dict[str, Any]:
-        """Register a webhook endpoint with a step per message on contact.
+        """Register a webhook endpoint with a step per message on ``entity`` (``contact`` or
+        ``account``).
 
         ``auth_value`` is the key for ``WebhookKey`` and ``{name: value}`` pairs for
         ``HttpHeader`` / ``HttpQueryString``.
@@ -93,6 +96,7 @@ class DataverseAdmin(SandboxAdmin):
                 "auth_value": auth_value if isinstance(auth_value, str) else dict(auth_value),
                 "messages": list(messages),
                 "filtering_attributes": list(filtering_attributes or []) or None,
+                "entity": entity,
             },
         )
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import functools
 import html
 import json
 import re
+import ssl
 import threading
 import time
 import uuid
@@ -237,7 +239,11 @@ class Webhooks:
         with self._lock:
             self._deliveries.append(job)
         job["statecode"], job["statuscode"] = IN_PROGRESS
-        async with httpx.AsyncClient(timeout=settings.webhook_timeout_s) as client:
+        # A connection per delivery, as Dataverse's asynchronous service makes; the TLS settings
+        # are shared because building them costs ~25 ms of CPU (the CA bundle), a bulk import's
+        # bottleneck otherwise.
+        tls = _tls_context()
+        async with httpx.AsyncClient(timeout=settings.webhook_timeout_s, verify=tls) as client:
             for _ in range(2):
                 status, error = await _post(client, url, body, headers)
                 job["attempts"].append(
@@ -251,6 +257,12 @@ class Webhooks:
         )
         job["completedon"] = _iso(self._clock.now())
         job["statecode"], job["statuscode"] = SUCCEEDED if succeeded else FAILED
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """httpx's default TLS settings (verification on, its CA bundle), built once."""
+    return httpx.create_ssl_context()
 
 
 async def _post(

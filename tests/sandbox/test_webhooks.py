@@ -182,6 +182,28 @@ def test_create_payload_carries_defaults_and_the_new_id(api, dataverse, receiver
     assert receiver.requests[0].headers["x-ms-dynamics-request-name"] == "Create"
 
 
+def test_a_step_on_account_fires_for_accounts_only(api, dataverse, receiver):
+    dataverse.admin.register_webhook(
+        receiver.url, "WebhookKey", "k3y", messages=["Create"], entity="account"
+    )
+    session, url = api
+
+    create_contact(api, lastname="Not an account")
+    response = session.post(
+        f"{url}/accounts",
+        json={"name": "Fourth Coffee"},
+        headers={"Prefer": "return=representation"},
+    )
+    [job] = dataverse.admin.wait_for_deliveries(1)
+
+    [request] = receiver.requests
+    assert request.body["PrimaryEntityName"] == "account"
+    assert request.body["PrimaryEntityId"] == response.json()["accountid"]
+    assert job["primaryentitytype"] == "account"
+    [registration] = dataverse.admin.webhooks()
+    assert [step["primaryobjecttypecode"] for step in registration["steps"]] == ["account"]
+
+
 def test_operation_and_correlation_ids_are_fresh_per_operation(api, dataverse, receiver):
     dataverse.admin.register_webhook(receiver.url, "WebhookKey", "k3y")
 
