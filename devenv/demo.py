@@ -22,18 +22,14 @@ The sample data is also what the end-to-end tests sync: ``create_sample_records`
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import secrets
-import shutil
-import signal
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
-from types import FrameType
 from typing import Any, NoReturn, TextIO
 
 from devenv.airflow import DEFAULT_ADMIN, DEFAULT_RELAY, AirflowApiError, LocalAirflow
@@ -41,6 +37,7 @@ from devenv.processes import ProcessExitedError
 from devenv.relay import LocalRelay
 from devenv.sandbox import LocalSandbox
 from devenv.service import PROJECT_ROOT, PortInUseError, require_free_port
+from devenv.session import deaf_to_stop_signals, reset_state_dir, sigterm_as_exit
 from relay.settings import DEFAULT_PORT as RELAY_PORT
 from relay.settings import RelaySettings
 from sandbox import defaults
@@ -61,7 +58,6 @@ PARALLELISM = 4
 TERMINAL_STATES = frozenset({"success", "failed"})
 
 _POLL_SECONDS = 1.0
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 # --- sample data ----------------------------------------------------------------------------------
 
@@ -531,32 +527,6 @@ class Demo:
             self.say("account, the contact without an email rejected.")
 
 
-def _reset_state_dir(state_dir: Path) -> None:
-    # Only a directory we created (or an empty one) is emptied: a mistyped --state-dir must not
-    # wipe anything else.
-    if state_dir.exists() and any(state_dir.iterdir()) and not (state_dir / ".demo-state").exists():
-        raise SystemExit(f"{state_dir} is not empty and not a demo state directory; choose another")
-    shutil.rmtree(state_dir, ignore_errors=True)
-    state_dir.mkdir(parents=True)
-    (state_dir / ".demo-state").write_text(
-        "state of `python -m devenv.demo`; emptied at each start\n"
-    )
-
-
-@contextlib.contextmanager
-def _sigterm_as_exit() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, through the ``finally`` that stops every process."""
-
-    def exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, exit_on_sigterm)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     """Run the demo; return the exit status."""
     parser = argparse.ArgumentParser(
@@ -594,11 +564,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         print(f"demo: {error}", file=sys.stderr)
         return 2
     state_dir = args.state_dir.resolve()
-    _reset_state_dir(state_dir)
+    reset_state_dir(state_dir, ".demo-state", "`python -m devenv.demo`")
     print(f"Dynamics 365 → Marketo sync demo   (state and logs in {state_dir})\n", file=out)
     demo = Demo(state_dir, ports, out)
     try:
-        with _sigterm_as_exit():
+        with sigterm_as_exit():
             status = _run(demo, once=args.once, timeout=args.timeout)
     finally:
         clean = _stop(demo, out)
@@ -623,16 +593,12 @@ def _run(demo: Demo, *, once: bool, timeout: float) -> int:
 def _stop(demo: Demo, out: TextIO) -> bool:
     """Stop everything; True when no process is left. Deaf to Ctrl-C and SIGTERM meanwhile: a
     second, impatient Ctrl-C must not leave orphans behind."""
-    handlers = {signum: signal.signal(signum, signal.SIG_IGN) for signum in _STOP_SIGNALS}
-    try:
+    with deaf_to_stop_signals():
         print("\nStopping ...", end="", file=out, flush=True)
         demo.stop()
         left = demo.leftovers()
         print(" done." if not left else f" processes left: {left}", file=out, flush=True)
         return not left
-    finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
 
 
 if __name__ == "__main__":
