@@ -8,6 +8,7 @@ sandboxes' 100,000 records, and not pages a ``fork`` would have copied from this
 
 from __future__ import annotations
 
+import argparse
 import json
 import multiprocessing
 import os
@@ -113,23 +114,42 @@ def peak_rss_mb() -> float:
 
 
 class Progress:
-    """One status line, rewritten in place on a terminal, a line per step elsewhere (CI logs)."""
+    """One status line, rewritten in place on a terminal; elsewhere (CI logs) a line every few
+    seconds and at the end."""
+
+    _LOG_EVERY_S = 5.0
 
     def __init__(self, label: str, total: int) -> None:
         self.label = label
         self.total = total
         self.done = 0
-        self._started = time.monotonic()
+        self._started = self._printed = time.monotonic()
         self._tty = sys.stdout.isatty()
 
     def advance(self, amount: int) -> None:
         self.done += amount
-        elapsed = time.monotonic() - self._started
-        line = f"  {self.label}: {self.done:,}/{self.total:,} ({elapsed:.1f} s)"
+        now = time.monotonic()
+        finished = self.done >= self.total
+        if not (self._tty or finished or now - self._printed >= self._LOG_EVERY_S):
+            return
+        self._printed = now
+        line = f"  {self.label}: {self.done:,}/{self.total:,} ({now - self._started:.1f} s)"
         if self._tty:
-            print(f"\r{line}", end="\n" if self.done >= self.total else "", flush=True)
+            print(f"\r{line}", end="\n" if finished else "", flush=True)
         else:
             print(line, flush=True)
+
+
+def add_sizes_argument(parser: argparse.ArgumentParser, sizes: Sequence[int]) -> None:
+    """``--contacts N [N ...]``: the dataset sizes a benchmark runs, ``sizes`` by default."""
+    parser.add_argument(
+        "--contacts",
+        type=int,
+        nargs="+",
+        default=list(sizes),
+        metavar="N",
+        help=f"contact counts to run (default: {' '.join(map(str, sizes))})",
+    )
 
 
 def save_results(benchmark: str, results: Mapping[str, Any]) -> Path:
@@ -160,6 +180,49 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def ratio(value: float, reference: float) -> str:
     """``value`` beside its reference, as the issue asks for every figure."""
     return f"{value / reference:.2f}×" if reference else "-"
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The ``fraction`` quantile (0.5 for p50) of ``values``, interpolated between the two nearest
+    ranks, as numpy's default does."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("no values")
+    position = (len(ordered) - 1) * fraction
+    below = int(position)
+    above = min(below + 1, len(ordered) - 1)
+    return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
+
+
+# Marketo's answers to a call over the rate (606) or concurrency (615) limit (marketo-api.md §4).
+LIMIT_REFUSALS = ("606", "615")
+
+
+def marketo_calls(snapshot: Mapping[str, Any]) -> dict[str, int]:
+    """A Marketo sandbox's call count split as the limits see it: ``rest`` (counted by the rate
+    limit), ``identity`` (tokens, not counted) and ``refused`` (REST calls answered 606/615)."""
+    rest = sum(
+        count
+        for endpoint, count in snapshot["by_endpoint"].items()
+        if endpoint.split(" ", 1)[-1].startswith("/rest/")
+    )
+    refused = sum(snapshot["answers"].get(code, 0) for code in LIMIT_REFUSALS)
+    return {"rest": rest, "identity": snapshot["total"] - rest, "refused": refused}
+
+
+def calls_between(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    """The calls a sandbox counted from snapshot ``before`` to ``after`` (same shape)."""
+
+    def minus(new: Mapping[str, int], old: Mapping[str, int]) -> dict[str, int]:
+        return {
+            key: count - old.get(key, 0) for key, count in new.items() if count > old.get(key, 0)
+        }
+
+    return {
+        "total": after["total"] - before["total"],
+        "by_endpoint": minus(after["by_endpoint"], before["by_endpoint"]),
+        "answers": minus(after["answers"], before["answers"]),
+    }
 
 
 def _cell(value: Any) -> str:

@@ -10,13 +10,22 @@ a backoff, as it would in production.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from bench.harness import ratio, running_sandboxes, save_results, table
+from bench.harness import (
+    add_sizes_argument,
+    marketo_calls,
+    ratio,
+    running_sandboxes,
+    save_results,
+    table,
+)
 from bench.reconcile_scale import measure
 
 NAME = "reconcile-limits"
+SUMMARY = "4. the reconciliation under Marketo's rate limits"
 SIZES = (100_000,)
 LIMIT_CALLS, LIMIT_WINDOW_S, LIMIT_CONCURRENT = 100, 20.0, 10
 WALL_GOAL = 1.15  # × the floor
@@ -36,20 +45,12 @@ CLIENT_LIMITS = {
 }
 
 
-# Marketo's answers to a call over the rate (606) or concurrency (615) limit (marketo-api.md §4).
-LIMIT_REFUSALS = ("606", "615")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_sizes_argument(parser, SIZES)
 
 
-def rest_calls(result: dict[str, Any]) -> tuple[int, int]:
-    """(Marketo calls the rate limit counts, of which refused for a limit): the REST API's calls,
-    not the identity endpoint's."""
-    marketo = result["sandbox_calls"]["marketo"]
-    calls = sum(
-        count
-        for endpoint, count in marketo["by_endpoint"].items()
-        if endpoint.split(" ", 1)[-1].startswith("/rest/")
-    )
-    return calls, sum(marketo["answers"].get(code, 0) for code in LIMIT_REFUSALS)
+def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    return run(args.contacts)
 
 
 def run(sizes: Sequence[int] = SIZES) -> dict[str, Any]:
@@ -62,7 +63,8 @@ def run(sizes: Sequence[int] = SIZES) -> dict[str, Any]:
     rows: list[tuple[Any, ...]] = []
     per_second = LIMIT_CALLS / LIMIT_WINDOW_S
     for result in runs:
-        calls, refused = rest_calls(result)
+        marketo = marketo_calls(result["sandbox_calls"]["marketo"])
+        calls, refused = marketo["rest"], marketo["refused"]
         # The floor counts the calls the work needs; a refused call is part of what it costs.
         floor_s = (calls - refused) / per_second
         result["limit_floor_s"] = floor_s

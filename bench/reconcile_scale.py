@@ -11,6 +11,7 @@ smallest size's, which shows whether memory grows with N.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import math
 import time
@@ -22,6 +23,7 @@ from typing import Any
 from bench.harness import (
     Progress,
     Sandboxes,
+    add_sizes_argument,
     peak_rss_mb,
     prepare_worker,
     ratio,
@@ -32,6 +34,7 @@ from bench.harness import (
 )
 
 NAME = "reconcile"
+SUMMARY = "3. reconciliation at scale (no limits)"
 SIZES = (20_000, 100_000)
 PAGE = 5_000  # Dataverse's page size (the hook's maximum)
 BATCH = 300  # Marketo's values per lookup and records per Sync Leads call
@@ -199,6 +202,14 @@ def measure(
         "sandbox_calls": calls,
         **run,
     }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_sizes_argument(parser, SIZES)
+
+
+def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    return run(args.contacts)
 
 
 def run(sizes: Sequence[int] = SIZES) -> dict[str, Any]:

@@ -1,0 +1,269 @@
+"""Benchmark 2, burst: 1,000 contacts created in Dataverse within a few seconds (a bulk import) →
+the time until all of them are leads in Marketo, and the API calls, DAG runs and task instances it
+took; beside per-event mode (batching off: one DAG run per webhook, the paid recipe's shape) on 200
+contacts, compared per contact.
+
+Both modes run the product as the demo does: Dataverse webhooks on contact Create → relay →
+real-time DAG, the sandboxes enforcing Dataverse's and Marketo's documented limits, the hooks at
+their production settings. Batched mode is the relay's production setting (a 1 s window, at most
+300 events per run); per-event mode is the same relay with one event per run and no window. The
+contacts are created through the Web API by 8 concurrent clients. Leads are looked for in Marketo
+once a second; API calls are the sandboxes' own count, less the benchmark's own Creates.
+
+Goals: the 1,000 in Marketo within 60 s on a 2-core machine; at most 5% of per-event mode's API
+calls per contact; no answer 606 or 615 (Marketo's rate and concurrency limits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from bench.harness import Progress, marketo_calls, percentile, save_results, table
+from bench.live import (
+    LiveStack,
+    WebApiWriter,
+    event_ids,
+    poll,
+    running_stack,
+    sync_calls,
+    timestamp,
+)
+from devenv.demo import CONTACT_ID_FIELD, SYNC_DAG_ID, TERMINAL_STATES
+
+NAME = "burst"
+SUMMARY = "2. burst: 1,000 contacts → Marketo, beside per-event mode"
+CONTACTS = 1_000
+PER_EVENT_CONTACTS = 200
+WALL_GOAL_S = 60.0
+CALLS_GOAL = 0.05  # × per-event mode's calls per contact
+# Relay settings of each mode, over the production defaults.
+MODES: dict[str, dict[str, Any]] = {
+    "batched": {},
+    "per-event": {"batch_max_events": 1, "batch_window_seconds": 0.0},
+}
+POLL_S = 1.0
+TIMEOUT_PER_CONTACT_S = 10.0  # generous: per-event mode takes a few seconds a contact
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--contacts",
+        type=int,
+        default=CONTACTS,
+        metavar="N",
+        help=f"contacts in the batched burst (default {CONTACTS})",
+    )
+    parser.add_argument(
+        "--per-event-contacts",
+        type=int,
+        default=PER_EVENT_CONTACTS,
+        metavar="N",
+        help=f"contacts in per-event mode (default {PER_EVENT_CONTACTS}; 0 skips it)",
+    )
+
+
+def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    return run(args.contacts, args.per_event_contacts)
+
+
+def run(contacts: int = CONTACTS, per_event_contacts: int = PER_EVENT_CONTACTS) -> dict[str, Any]:
+    """Benchmark 2; prints progress and the summary table, saves the results."""
+    sizes = {"batched": contacts, "per-event": per_event_contacts}
+    print(
+        f"\nBenchmark 2, burst: {contacts:,} contacts batched, "
+        f"{per_event_contacts:,} in per-event mode"
+    )
+    measured: dict[str, dict[str, Any]] = {}
+    with running_stack(NAME) as stack:
+        for mode, count in sizes.items():
+            if count:
+                measured[mode] = measure(stack, mode, count)
+                stack.reset()
+    return _report(measured)
+
+
+def measure(stack: LiveStack, mode: str, contacts: int) -> dict[str, Any]:
+    """One burst of ``contacts`` through a relay in ``mode``, until every run it caused ended."""
+    print(f"\n  {mode}: relay settings {MODES[mode] or 'as in production'}")
+    stack.start_relay(f"relay-{mode}", **MODES[mode])
+    writer = WebApiWriter(stack.sandbox.dataverse)
+    bodies = [
+        {
+            "firstname": "Burst",
+            "lastname": f"{mode} {n}",
+            "emailaddress1": f"{mode}-{n}@example.com",
+        }
+        for n in range(contacts)
+    ]
+    before = stack.api_calls()
+    began = time.time()
+    created = writer.create_many("contacts", bodies)
+    create_s = time.time() - began
+    print(f"  {mode}: {contacts:,} contacts created in {create_s:.1f} s", flush=True)
+
+    wanted = {record.id: record.at for record in created}
+    seen: dict[str, float] = {}  # contact id → when its lead was first seen in Marketo
+    progress = Progress(f"{mode}: leads in Marketo", contacts)
+    runs: list[dict[str, Any]] = []
+
+    def settled() -> bool:
+        nonlocal runs
+        now = time.time()
+        new = {
+            contact_id
+            for lead in stack.sandbox.marketo.leads()
+            if (contact_id := str(lead.get(CONTACT_ID_FIELD) or "").lower()) in wanted
+        } - seen.keys()
+        seen.update(dict.fromkeys(new, now))
+        progress.advance(len(new))
+        runs = [run for run in stack.runs(SYNC_DAG_ID) if wanted.keys() & set(event_ids(run))]
+        covered = {contact_id for run in runs for contact_id in event_ids(run)}
+        # Done when every contact is in a run and every such run has ended: its lead is in
+        # Marketo then, or never will be (a failed run, reported below).
+        return covered >= wanted.keys() and all(run["state"] in TERMINAL_STATES for run in runs)
+
+    poll(
+        settled,
+        timeout=TIMEOUT_PER_CONTACT_S * contacts,
+        what=f"the {mode} burst's runs",
+        every=POLL_S,
+        check=stack.check_running,
+    )
+    calls = sync_calls(before, stack.api_calls())
+    return _figures(stack, mode, contacts, create_s, began, wanted, seen, runs, calls)
+
+
+def _figures(
+    stack: LiveStack,
+    mode: str,
+    contacts: int,
+    create_s: float,
+    began: float,
+    wanted: Mapping[str, float],
+    seen: Mapping[str, float],
+    runs: list[dict[str, Any]],
+    calls: dict[str, Any],
+) -> dict[str, Any]:
+    task_states: Counter[str] = Counter()
+    tries = 0
+    for run in runs:
+        for task in stack.airflow.task_instances(SYNC_DAG_ID, run["dag_run_id"]):
+            task_states[task["state"]] += 1
+            tries += task["try_number"]
+    events = Counter(contact_id for run in runs for contact_id in event_ids(run))
+    latencies = [seen[contact_id] - wanted[contact_id] for contact_id in seen]
+    marketo = marketo_calls(calls["marketo"])
+    figures = {
+        "mode": mode,
+        "relay_settings": MODES[mode],
+        "contacts": contacts,
+        "create_s": create_s,
+        "leads_in_marketo": len(seen),
+        "all_in_marketo_s": max(seen.values()) - began if len(seen) == contacts else None,
+        "last_run_ended_s": max(_ended(run) for run in runs) - began,
+        "contact_to_lead_p50_s": percentile(latencies, 0.5) if latencies else None,
+        "contact_to_lead_p95_s": percentile(latencies, 0.95) if latencies else None,
+        "runs": len(runs),
+        "failed_runs": sum(run["state"] != "success" for run in runs),
+        "events_in_two_runs": sum(count > 1 for count in events.values()),
+        "task_instances": sum(task_states.values()),
+        "task_tries": tries,
+        "task_states": dict(task_states),
+        "dataverse_calls": calls["dataverse"]["total"],
+        "marketo_rest_calls": marketo["rest"],
+        "marketo_token_calls": marketo["identity"],
+        "marketo_refused_606_615": marketo["refused"],
+        "api_calls": calls,
+    }
+    figures["all_calls"] = figures["dataverse_calls"] + calls["marketo"]["total"]
+    done = figures["all_in_marketo_s"]
+    print(
+        f"  {mode}: {len(seen):,}/{contacts:,} leads in Marketo"
+        + (f" after {done:.1f} s" if done is not None else "")
+        + f"; {len(runs):,} runs, {figures['failed_runs']} failed",
+        flush=True,
+    )
+    return figures
+
+
+def _ended(run: Mapping[str, Any]) -> float:
+    return timestamp(run["end_date"]) if run["end_date"] else time.time()
+
+
+_ROWS = (
+    ("all leads in Marketo after, s", "all_in_marketo_s"),
+    ("last run ended after, s", "last_run_ended_s"),
+    ("contact → lead p50, s", "contact_to_lead_p50_s"),
+    ("contact → lead p95, s", "contact_to_lead_p95_s"),
+    ("DAG runs", "runs"),
+    ("  of which failed", "failed_runs"),
+    ("task instances", "task_instances"),
+    ("  tries (retries included)", "task_tries"),
+    ("Dataverse calls", "dataverse_calls"),
+    ("Marketo REST calls", "marketo_rest_calls"),
+    ("Marketo token requests", "marketo_token_calls"),
+    ("API calls, all", "all_calls"),
+    ("answers 606/615", "marketo_refused_606_615"),
+)
+# Compared per contact: the counts, and the time to the last lead as seconds per contact.
+_PER_CONTACT = (
+    "all_in_marketo_s",
+    "runs",
+    "task_instances",
+    "dataverse_calls",
+    "marketo_rest_calls",
+    "marketo_token_calls",
+    "all_calls",
+)
+
+
+def _per_contact(batched: Mapping[str, Any], per_event: Mapping[str, Any], key: str) -> list[str]:
+    """``key`` per contact in each mode, and batched mode's as a share of per-event mode's."""
+    if key not in _PER_CONTACT or batched[key] is None or per_event[key] is None:
+        return ["", "", ""]
+    mine = batched[key] / batched["contacts"]
+    theirs = per_event[key] / per_event["contacts"]
+    return [f"{mine:.3f}", f"{theirs:.3f}", f"{mine / theirs:.1%}" if theirs else "-"]
+
+
+def _report(measured: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    batched, per_event = measured.get("batched"), measured.get("per-event")
+    headers = ["measure"]
+    headers += [f"{mode} ({figures['contacts']:,})" for mode, figures in measured.items()]
+    if batched and per_event:
+        headers += ["batched /contact", "per-event /contact", "batched ÷ per-event"]
+    rows = []
+    for label, key in _ROWS:
+        row: list[Any] = [label]
+        row += ["-" if f[key] is None else f[key] for f in measured.values()]
+        if batched and per_event:
+            row += _per_contact(batched, per_event, key)
+        rows.append(row)
+    goals = {"all_in_marketo_s": WALL_GOAL_S, "calls_x_per_event": CALLS_GOAL, "refused": 0}
+    results: dict[str, Any] = {"goals": goals, "modes": measured}
+    if batched and per_event:
+        results["calls_per_contact_x_per_event"] = (batched["all_calls"] / batched["contacts"]) / (
+            per_event["all_calls"] / per_event["contacts"]
+        )
+    path = save_results(NAME, results)
+    print("\nBurst: batched (the product) beside per-event mode (one run per webhook)")
+    print(table(headers, rows))
+    if batched:
+        done = batched["all_in_marketo_s"]
+        print(
+            f"\nGoal: all {batched['contacts']:,} in Marketo within {WALL_GOAL_S:.0f} s: "
+            + ("not all arrived" if done is None else f"{done:.1f} s")
+        )
+    if "calls_per_contact_x_per_event" in results:
+        print(
+            f"Goal: API calls per contact ≤ {CALLS_GOAL:.0%} of per-event mode's: "
+            f"{results['calls_per_contact_x_per_event']:.1%}"
+        )
+    refused = {mode: f["marketo_refused_606_615"] for mode, f in measured.items()}
+    print(f"Goal: no answer 606/615: {refused}")
+    print(f"Saved {path}")
+    return results

@@ -1,0 +1,278 @@
+"""The product running as the demo runs it, for the benchmarks that need a live Airflow.
+
+``running_stack(name)`` starts ``python -m sandbox`` (Dataverse + Entra ID, Marketo, with their
+documented limits), Airflow 3 (API server, scheduler, DAG processor; LocalExecutor on SQLite, the
+demo's parallelism of 4) loading the real-time DAG and the no-op ``bench_orchestration_floor``,
+and then relays on demand, each wired by a Dataverse webhook (auth type WebhookKey) as an operator
+wires it. Every process is a process group of its own, stopped when the block ends (Ctrl-C and
+SIGTERM included); leftovers are an error.
+
+State and logs go to ``.bench/<name>/``, emptied at each start and kept afterwards for a look.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bench import PROJECT_ROOT
+from bench.harness import calls_between
+from devenv.airflow import DEFAULT_RELAY, LocalAirflow
+from devenv.demo import CONTACT_ID_FIELD, PARALLELISM, SYNC_DAG_ID
+from devenv.relay import LocalRelay
+from devenv.sandbox import LocalSandbox
+from devenv.session import deaf_to_stop_signals, reset_state_dir, sigterm_as_exit
+from relay.settings import RelaySettings
+from sandbox.dataverse.admin import DataverseAdmin
+
+FLOOR_DAG_ID = "bench_orchestration_floor"
+DAG_FILES = (
+    PROJECT_ROOT / "dags" / f"{SYNC_DAG_ID}.py",
+    PROJECT_ROOT / "bench" / "dags" / f"{FLOOR_DAG_ID}.py",
+)
+WORK_ROOT = PROJECT_ROOT / ".bench"
+_OWN_WRITES = "POST /api/data/"
+
+
+@dataclass(frozen=True)
+class Created:
+    """A record created through the Web API, and when (epoch seconds, before the request)."""
+
+    id: str
+    at: float
+
+
+class LiveStack:
+    """Sandbox, Airflow and relays of one benchmark; ``stop()`` ends them all."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.work_dir = work_dir
+        self.log_dir = work_dir / "logs"
+        self.sandbox = LocalSandbox(self.log_dir)
+        self.airflow = LocalAirflow(
+            work_dir / "airflow",
+            _dags_folder(work_dir / "dags"),
+            port=0,
+            env=self.sandbox.connection_env(),  # the hooks' production settings
+            parallelism=PARALLELISM,
+        )
+        self.relays: list[LocalRelay] = []  # running
+        self._stopped_relays: list[LocalRelay] = []
+        self._webhook_key = secrets.token_urlsafe(24)
+
+    def start(self) -> None:
+        self.sandbox.start()
+        self.airflow.start([SYNC_DAG_ID, FLOOR_DAG_ID])
+        self.prepare_marketo()
+
+    def prepare_marketo(self) -> None:
+        """The custom field the contact map writes (an empty sandbox lacks it)."""
+        self.sandbox.marketo.add_field(CONTACT_ID_FIELD)
+
+    def start_relay(
+        self, name: str, *, dag_id: str = SYNC_DAG_ID, entity: str = "contact", **settings: Any
+    ) -> LocalRelay:
+        """A relay with production settings (but for ``settings``) triggering ``dag_id``, and a
+        Dataverse webhook on Create of ``entity`` calling it."""
+        relay = LocalRelay(
+            RelaySettings(
+                airflow_url=self.airflow.url,
+                airflow_username=DEFAULT_RELAY.username,
+                airflow_password=DEFAULT_RELAY.password,
+                dag_id=dag_id,
+                accepted_entities=(entity,),
+                webhook_keys=(self._webhook_key,),
+                spool_path=self.work_dir / f"{name}-spool.sqlite3",
+                port=0,
+                **settings,
+            ),
+            self.log_dir / name,
+        )
+        self.relays.append(relay)
+        relay.start()
+        self.sandbox.dataverse.register_webhook(
+            relay.webhook_url, "WebhookKey", self._webhook_key, messages=("Create",), entity=entity
+        )
+        return relay
+
+    def reset(self) -> None:
+        """Stop the relays, empty both sandboxes (records, webhooks, call counters) and prepare
+        Marketo again; Airflow keeps its runs."""
+        self._stop_relays()
+        self.sandbox.dataverse.reset()
+        self.sandbox.marketo.reset()
+        self.prepare_marketo()
+
+    def stop(self) -> None:
+        """The relays first (they call Airflow), then Airflow, then the sandbox."""
+        self._stop_relays()
+        self.airflow.stop()
+        self.sandbox.stop()
+
+    def leftovers(self) -> list[int]:
+        """Pids of processes this stack started that are still alive."""
+        found = [*self.airflow.live_processes(), *self.sandbox.leftovers()]
+        relays = [*self.relays, *self._stopped_relays]
+        found += [process for relay in relays for process in relay.leftovers()]
+        return sorted(process.pid for process in found)
+
+    def api_calls(self) -> dict[str, dict[str, Any]]:
+        """The sandboxes' own count of API calls so far, per service."""
+        return {
+            "dataverse": self.sandbox.dataverse.calls(),
+            "marketo": self.sandbox.marketo.calls(),
+        }
+
+    def runs(self, dag_id: str) -> list[dict[str, Any]]:
+        """Every run of ``dag_id`` as the REST API lists them (``conf``, dates, ``state``)."""
+        runs: list[dict[str, Any]] = []
+        path = f"/api/v2/dags/{dag_id}/dagRuns"
+        while True:
+            params = {"limit": 100, "offset": len(runs), "order_by": "id"}
+            page = self.airflow.request("GET", path, params=params).json()
+            runs += page["dag_runs"]
+            if not page["dag_runs"] or len(runs) >= page["total_entries"]:
+                return runs
+
+    def check_running(self) -> None:
+        """Fail at once, not at a timeout, when a process of the stack died."""
+        if not self.airflow.running:
+            raise RuntimeError(f"an Airflow component exited; logs in {self.airflow.log_dir}")
+        for service in (self.sandbox, *self.relays):
+            if not service.running:
+                raise RuntimeError(f"the {service.name} exited; its log: {service.log_path}")
+
+    def _stop_relays(self) -> None:
+        for relay in self.relays:
+            relay.stop()
+        self._stopped_relays += self.relays
+        self.relays = []
+        self.sandbox.dataverse.delete_webhooks()
+
+
+@contextlib.contextmanager
+def running_stack(name: str) -> Iterator[LiveStack]:
+    """A started ``LiveStack`` in ``.bench/<name>/`` until the block ends."""
+    work_dir = WORK_ROOT / name
+    reset_state_dir(work_dir, ".bench-state", "`python -m bench`")
+    stack = LiveStack(work_dir)
+    print(f"  starting the sandbox, Airflow and relays (state and logs in {work_dir}) ...")
+    try:
+        with sigterm_as_exit():
+            began = time.monotonic()
+            stack.start()
+            print(f"  up in {time.monotonic() - began:.0f} s", flush=True)
+            yield stack
+    finally:
+        with deaf_to_stop_signals():
+            stack.stop()
+        if left := stack.leftovers():
+            raise RuntimeError(f"processes left after the benchmark: {left}")
+
+
+class WebApiWriter:
+    """Creates records through the Dataverse Web API as a bulk import does: several requests at
+    once, each on its own connection; every Create fires the registered webhooks."""
+
+    def __init__(self, dataverse: DataverseAdmin, workers: int = 8) -> None:
+        self.dataverse = dataverse
+        self.workers = workers
+        self._token = dataverse.access_token()  # one token, before anything is measured
+        self._local = threading.local()
+
+    def create(self, entity_set: str, body: Mapping[str, Any]) -> Created:
+        """One record; its id (lower case, as the webhooks carry it) and when it was asked for."""
+        at = time.time()
+        response = self._session().post(
+            f"{self.dataverse.api_url}/{entity_set}",
+            json=dict(body),
+            headers={"Prefer": "return=representation"},
+            timeout=30,
+        )
+        response.raise_for_status()
+        id_column = "contactid" if entity_set == "contacts" else "accountid"
+        return Created(str(response.json()[id_column]).lower(), at)
+
+    def create_many(
+        self,
+        entity_set: str,
+        bodies: Sequence[Mapping[str, Any]],
+        on_created: Callable[[int], None] | None = None,
+    ) -> list[Created]:
+        """``bodies`` created ``workers`` at a time; in order."""
+
+        def create(body: Mapping[str, Any]) -> Created:
+            created = self.create(entity_set, body)
+            if on_created is not None:
+                on_created(1)
+            return created
+
+        with ThreadPoolExecutor(self.workers) as pool:
+            return list(pool.map(create, bodies))
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = self.dataverse.api_session(self._token)
+        return session
+
+
+def sync_calls(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    """The calls the sandboxes counted between two ``LiveStack.api_calls()``, less the
+    benchmark's own Creates in the Web API (answered 201: the sync never writes to Dataverse)."""
+    calls = {service: calls_between(before[service], after[service]) for service in before}
+    dataverse = calls["dataverse"]
+    for endpoint in [e for e in dataverse["by_endpoint"] if e.startswith(_OWN_WRITES)]:
+        count = dataverse["by_endpoint"].pop(endpoint)
+        dataverse["total"] -= count
+        dataverse["answers"]["201"] -= count
+        if not dataverse["answers"]["201"]:
+            del dataverse["answers"]["201"]
+    return calls
+
+
+def event_ids(run: Mapping[str, Any]) -> list[str]:
+    """The record ids a relayed run was asked about, from its conf."""
+    return [str(event["id"]).lower() for event in (run.get("conf") or {}).get("events", [])]
+
+
+def timestamp(value: str) -> float:
+    """An Airflow API date (ISO 8601, UTC) as epoch seconds."""
+    return datetime.fromisoformat(value).timestamp()
+
+
+def poll(
+    condition: Callable[[], Any],
+    *,
+    timeout: float,
+    what: str,
+    every: float,
+    check: Callable[[], None] | None = None,
+) -> Any:
+    """Call ``condition`` every ``every`` seconds until it returns something truthy; that."""
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        if check is not None:
+            check()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+    return result
+
+
+def _dags_folder(folder: Path) -> Path:
+    """A DAG folder holding (links to) the real-time DAG and the floor, and nothing else."""
+    folder.mkdir(parents=True)
+    for path in DAG_FILES:
+        (folder / path.name).symlink_to(path)
+    return folder

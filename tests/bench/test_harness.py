@@ -1,0 +1,80 @@
+"""The arithmetic behind the benchmarks' figures: percentiles and the accounting of API calls."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bench.harness import calls_between, marketo_calls, percentile
+from bench.live import sync_calls
+
+
+@given(st.lists(st.floats(0, 1e6), min_size=2, max_size=60))
+def test_percentiles_agree_with_the_standard_librarys_inclusive_quantiles(values):
+    cuts = statistics.quantiles(values, n=20, method="inclusive")
+
+    assert percentile(values, 0.5) == pytest.approx(statistics.median(values))
+    assert percentile(values, 0.95) == pytest.approx(cuts[18])
+    assert percentile(values, 0.05) == pytest.approx(cuts[0])
+
+
+def test_a_single_value_is_every_percentile_and_none_is_an_error():
+    assert percentile([3.5], 0.95) == 3.5
+    with pytest.raises(ValueError, match="no values"):
+        percentile([], 0.5)
+
+
+def snapshot(by_endpoint: dict[str, int], answers: dict[str, int]) -> dict:
+    return {"total": sum(by_endpoint.values()), "by_endpoint": by_endpoint, "answers": answers}
+
+
+def test_calls_between_two_snapshots_keeps_only_what_grew():
+    before = snapshot({"GET /a": 2, "POST /b": 1}, {"200": 3})
+    after = snapshot({"GET /a": 5, "POST /b": 1, "GET /c": 1}, {"200": 6, "429": 1})
+
+    assert calls_between(before, after) == {
+        "total": 4,
+        "by_endpoint": {"GET /a": 3, "GET /c": 1},
+        "answers": {"200": 3, "429": 1},
+    }
+
+
+def test_marketo_calls_split_rest_from_token_requests_and_count_limit_refusals():
+    counted = snapshot(
+        {
+            "POST /identity/oauth/token": 2,
+            "GET /rest/v1/leads.json": 5,
+            "POST /rest/v1/leads.json": 3,
+        },
+        {"200": 8, "606": 1, "615": 1},
+    )
+
+    assert marketo_calls(counted) == {"rest": 8, "identity": 2, "refused": 2}
+
+
+def test_the_sync_calls_leave_out_the_benchmarks_own_creates():
+    empty = snapshot({}, {})
+    before = {"dataverse": empty, "marketo": empty}
+    after = {
+        "dataverse": snapshot(
+            {
+                "POST /api/data/v9.2/contacts": 10,
+                "POST /{tenant}/oauth2/v2.0/token": 1,
+                "GET /api/data/v9.2/contacts": 1,
+            },
+            {"201": 10, "200": 2},
+        ),
+        "marketo": snapshot({"GET /rest/v1/leads.json": 1}, {"200": 1}),
+    }
+
+    calls = sync_calls(before, after)
+
+    assert calls["dataverse"] == {
+        "total": 2,
+        "by_endpoint": {"POST /{tenant}/oauth2/v2.0/token": 1, "GET /api/data/v9.2/contacts": 1},
+        "answers": {"200": 2},
+    }
+    assert calls["marketo"]["total"] == 1
