@@ -57,6 +57,7 @@ _POLL_SECONDS = 0.25
 _TASK_GRACE_SECONDS = 2.0
 # Components whose health gates start(); the triggerer joins when it is enabled.
 _REQUIRED_HEALTH = ("metadatabase", "scheduler", "dag_processor")
+_POOL_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -480,7 +481,18 @@ class LocalAirflow:
             for pool in self.pools
         ]
         action = {"action": "create", "entities": entities, "action_on_existence": "overwrite"}
-        result = self.request("PATCH", "/api/v2/pools", json={"actions": [action]}).json()
+        # On SQLite a write waits at most 5 s for a running task's (the reconciliation DAG's first
+        # run starts as soon as it is parsed) and then answers 500 "Database error". The request
+        # overwrites, so sending it again is safe.
+        for attempt in range(1, _POOL_ATTEMPTS + 1):
+            try:
+                result = self.request("PATCH", "/api/v2/pools", json={"actions": [action]}).json()
+                break
+            except AirflowApiError as error:
+                if error.status_code < 500 or attempt == _POOL_ATTEMPTS:
+                    raise
+                log.warning("creating pools answered %s; retrying", error.status_code)
+                time.sleep(_POLL_SECONDS)
         if errors := result["create"]["errors"]:
             raise RuntimeError(f"creating pools failed: {errors}")
 
