@@ -70,6 +70,11 @@ def _excerpt(exc: ApiException) -> str:
     return body[:_EXCERPT]
 
 
+def _bearer(token: str) -> dict[str, str]:
+    """The generated client's per-request auth setting for a Bearer token."""
+    return {"in": "header", "type": "bearer", "key": "Authorization", "value": f"Bearer {token}"}
+
+
 def jwt_expiry(token: str) -> float | None:
     """The ``exp`` claim of a JWT, unverified: we only need to know when to ask for a new one."""
     try:
@@ -149,6 +154,30 @@ class AirflowClient:
             return False
         return response.status < 500
 
+    def runs_waiting(self) -> bool | None:
+        """True when Airflow has a run of the DAG it has not started yet (state ``queued``);
+        None when it cannot say (unreachable, refused). Blocking: call it in a thread."""
+        try:
+            raw = self._dag_runs.get_dag_runs_without_preload_content(
+                self._settings.dag_id,
+                state=["queued"],
+                limit=1,
+                _request_timeout=self._settings.airflow_timeout,
+                _request_auth=_bearer(self.token()),
+            )
+            body = raw.read()
+        except (AirflowError, ApiException, urllib3.exceptions.HTTPError) as exc:
+            log.debug("could not ask Airflow for queued runs: %s", exc)
+            return None
+        if raw.status != 200:
+            log.debug("asking Airflow for queued runs answered %s", raw.status)
+            return None
+        try:
+            total = json.loads(body)["total_entries"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        return isinstance(total, int) and total > 0
+
     def trigger(self, dag_run_id: str, conf: dict[str, Any], note: str) -> TriggerOutcome:
         """Create the run ``dag_run_id``; 409 counts as done. Blocking: call it in a thread."""
         body = TriggerDAGRunPostBody(dag_run_id=dag_run_id, logical_date=None, conf=conf, note=note)
@@ -168,12 +197,7 @@ class AirflowClient:
                 self._settings.dag_id,
                 body,
                 _request_timeout=self._settings.airflow_timeout,
-                _request_auth={
-                    "in": "header",
-                    "type": "bearer",
-                    "key": "Authorization",
-                    "value": f"Bearer {token}",
-                },
+                _request_auth=_bearer(token),
             )
             # Wrapped as call_api would: the error body must stay readable for the exception.
             response = RESTResponse(raw)

@@ -5,7 +5,10 @@ One asyncio task in the relay process, started and stopped with the app's lifesp
 1. A batch claimed earlier but not finished (the relay stopped mid-delivery) is resent first,
    under the same ``dag_run_id``.
 2. Otherwise it waits for pending events, then up to the batch window (counted from the oldest
-   one) for more, unless the batch is already full, and claims them as a new batch.
+   one) for more, unless the batch is already full, and claims them as a new batch. A batch that
+   is due but not full waits longer (up to the batch's maximum wait) while Airflow has a run of the
+   DAG it has not started (asked only when a batch went lately): a new run would only queue behind
+   it, so the batch grows instead. A slow bulk import makes a few full runs, not one per window.
 3. It triggers the run. Created or 409 (Airflow already has that run id) → ``sent``. Connection
    errors, 5xx and other "not now" answers → the batch stays pending and is retried after a
    bounded exponential backoff. Any other 4xx → ``failed`` with Airflow's reason.
@@ -29,6 +32,9 @@ from relay.settings import RelaySettings
 from relay.spool import FAILED, SENT, Batch, Spool
 
 log = logging.getLogger(__name__)
+
+# While a due batch is held, Airflow is asked this often whether its runs have started.
+_HOLD_RECHECK_SECONDS = 1.0
 
 
 def batch_note(batch: Batch) -> str:
@@ -67,6 +73,7 @@ class Forwarder:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._backoff = settings.backoff_initial_seconds
+        self._last_sent_at = float("-inf")  # when a batch was last delivered
         self.airflow_reachable: bool | None = None
 
     def notify(self) -> None:
@@ -120,8 +127,12 @@ class Forwarder:
     async def _back_off(self) -> None:
         delay = self._backoff
         self._backoff = min(self._backoff * 2, self._settings.backoff_max_seconds)
+        await self._sleep(delay)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep ``seconds``, or until stopped."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), delay)
+            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _next_batch(self) -> Batch | None:
         """Claim a batch when one is due; None after waiting (the caller loops)."""
@@ -133,11 +144,22 @@ class Forwarder:
                 self.airflow_reachable = await asyncio.to_thread(self._client.probe)
             return None
         assert oldest is not None
-        due_in = oldest + self._settings.batch_window_seconds - self._clock()
-        if count < self._settings.batch_max_events and due_in > 0:
-            await self._pause(due_in)
-            return None
-        return await asyncio.to_thread(self._spool.claim_batch, self._settings.batch_max_events)
+        settings, now = self._settings, self._clock()
+        if count < settings.batch_max_events:
+            due_in = oldest + settings.batch_window_seconds - now
+            if due_in > 0:
+                await self._pause(due_in)
+                return None
+            hold_left = oldest + settings.batch_max_wait_seconds - now
+            # Only a batch sent lately can still be queued in Airflow: an isolated event is not
+            # worth a question.
+            recent = now - self._last_sent_at < settings.batch_max_wait_seconds
+            if hold_left > 0 and recent and await asyncio.to_thread(self._client.runs_waiting):
+                self._metrics.inc("relay_batches_held_total")
+                # Not woken by each new event: that would ask Airflow once per event.
+                await self._sleep(min(_HOLD_RECHECK_SECONDS, hold_left))
+                return None
+        return await asyncio.to_thread(self._spool.claim_batch, settings.batch_max_events)
 
     async def _deliver(self, batch: Batch) -> bool:
         """Send one batch; False when it must be retried later."""
@@ -174,6 +196,7 @@ class Forwarder:
             return False
         self.airflow_reachable = True
         self._backoff = self._settings.backoff_initial_seconds
+        self._last_sent_at = self._clock()
         await asyncio.to_thread(self._spool.finish_batch, batch.batch_id, SENT)
         self._metrics.inc("relay_events_forwarded_total", len(batch.events))
         self._metrics.inc("relay_batches_total", label=("outcome", "sent"))

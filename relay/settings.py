@@ -24,6 +24,10 @@ Every setting, its variable and its default:
 ``RELAY_BATCH_WINDOW_SECONDS`` / ``RELAY_BATCH_MAX_EVENTS``
     The forwarder waits up to the window after the oldest pending event for more, and sends at
     most this many events per DAG run (defaults 1 s and 300, the DAG's batch size).
+``RELAY_BATCH_MAX_WAIT_SECONDS``
+    When the window has passed but the batch is not full, and Airflow has a run of the DAG it has
+    not started yet (queued), a new run would only queue behind it: the batch keeps growing instead,
+    up to this long after its oldest event (default 30 s; at or below the window, never).
 ``RELAY_BACKOFF_INITIAL_SECONDS`` / ``RELAY_BACKOFF_MAX_SECONDS``
     Retry delay after Airflow 5xx or connection errors: doubles from the initial value up to the
     cap (defaults 1 s and 60 s).
@@ -81,6 +85,7 @@ class RelaySettings:
     max_body_bytes: int = 1024 * 1024
     batch_window_seconds: float = 1.0
     batch_max_events: int = 300
+    batch_max_wait_seconds: float = 30.0
     backoff_initial_seconds: float = 1.0
     backoff_max_seconds: float = 60.0
     airflow_connect_timeout_seconds: float = 5.0
@@ -107,8 +112,14 @@ class RelaySettings:
             raise SettingsError("RELAY_WEBHOOK_HEADER_VALUES needs RELAY_WEBHOOK_HEADER_NAME")
         if self.batch_max_events < 1:
             raise SettingsError("RELAY_BATCH_MAX_EVENTS must be at least 1")
-        if self.batch_window_seconds < 0 or self.backoff_initial_seconds <= 0:
-            raise SettingsError("the batch window and backoff must not be negative")
+        for variable, seconds in (
+            ("RELAY_BATCH_WINDOW_SECONDS", self.batch_window_seconds),
+            ("RELAY_BATCH_MAX_WAIT_SECONDS", self.batch_max_wait_seconds),
+        ):
+            if seconds < 0:
+                raise SettingsError(f"{variable} must not be negative")
+        if self.backoff_initial_seconds <= 0:
+            raise SettingsError("RELAY_BACKOFF_INITIAL_SECONDS must be positive")
         if self.backoff_max_seconds < self.backoff_initial_seconds:
             raise SettingsError("RELAY_BACKOFF_MAX_SECONDS is below RELAY_BACKOFF_INITIAL_SECONDS")
 
@@ -156,6 +167,7 @@ class RelaySettings:
         number("RELAY_PORT", "port", int)
         for name, attr in (
             ("RELAY_BATCH_WINDOW_SECONDS", "batch_window_seconds"),
+            ("RELAY_BATCH_MAX_WAIT_SECONDS", "batch_max_wait_seconds"),
             ("RELAY_BACKOFF_INITIAL_SECONDS", "backoff_initial_seconds"),
             ("RELAY_BACKOFF_MAX_SECONDS", "backoff_max_seconds"),
             ("RELAY_AIRFLOW_CONNECT_TIMEOUT_SECONDS", "airflow_connect_timeout_seconds"),

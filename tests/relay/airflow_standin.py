@@ -2,7 +2,9 @@
 
 ``POST /auth/token`` issues unsigned JWT-shaped tokens with a real ``exp``; ``POST
 /api/v2/dags/{dag_id}/dagRuns`` behaves like Airflow (200 with the run, 409 for a known run id,
-401 for an unknown token) unless a test scripts the next answers. Every request is recorded.
+401 for an unknown token) unless a test scripts the next answers; ``GET`` on the same path with
+``state=queued`` counts the runs not started yet (every run starts at once unless a test holds
+them with ``runs_start = False``). Every request is recorded.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ class AirflowStandIn:
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     scripted: list[int] = field(default_factory=list)
     scripted_detail: str = "scripted failure"
+    runs_start: bool = True  # False: runs stay queued until start_runs()
+    list_status: int = 200  # the answer to GET .../dagRuns
+    started: set[str] = field(default_factory=set)
     _tokens: set[str] = field(default_factory=set)
     _serial: itertools.count[int] = field(default_factory=itertools.count)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -58,6 +63,7 @@ class AirflowStandIn:
             routes=[
                 Route("/auth/token", self._token, methods=["POST"]),
                 Route("/api/v2/dags/{dag_id}/dagRuns", self._trigger, methods=["POST"]),
+                Route("/api/v2/dags/{dag_id}/dagRuns", self._list, methods=["GET"]),
                 Route("/api/v2/monitor/health", self._health, methods=["GET"]),
             ]
         )
@@ -70,6 +76,11 @@ class AirflowStandIn:
             self.scripted.extend(statuses)
             self.scripted_detail = detail
 
+    def start_runs(self) -> None:
+        """Every run created so far starts (is no longer queued)."""
+        with self._lock:
+            self.started |= set(self.runs)
+
     def revoke_tokens(self) -> None:
         with self._lock:
             self._tokens.clear()
@@ -80,7 +91,11 @@ class AirflowStandIn:
 
     @property
     def triggers(self) -> list[Recorded]:
-        return self.of("/dagRuns")
+        return [request for request in self.of("/dagRuns") if request.method == "POST"]
+
+    @property
+    def queued_questions(self) -> list[Recorded]:
+        return [request for request in self.of("/dagRuns") if request.method == "GET"]
 
     @property
     def token_requests(self) -> list[Recorded]:
@@ -137,6 +152,8 @@ class AirflowStandIn:
                     recorded, 409, {"detail": f"DAG Run with id {run_id} already exists"}
                 )
             self.runs[run_id] = recorded.body
+            if self.runs_start:
+                self.started.add(run_id)
         if scripted == CREATE_THEN_500:
             return self._answer(recorded, 500, {"detail": "Internal Server Error"})
         dag_id = request.path_params["dag_id"]
@@ -145,6 +162,21 @@ class AirflowStandIn:
             200,
             {"dag_id": dag_id, "dag_run_id": run_id, "state": "queued", **recorded.body},
         )
+
+    async def _list(self, request: Request) -> Response:
+        recorded = await self._record(request)
+        token = recorded.headers.get("authorization", "").removeprefix("Bearer ")
+        with self._lock:
+            if token not in self._tokens:
+                return self._answer(recorded, 401, {"detail": "Invalid JWT token"})
+            if self.list_status != 200:
+                return self._answer(recorded, self.list_status, {"detail": "scripted failure"})
+            states = request.query_params.getlist("state")
+            queued = [run for run in self.runs if run not in self.started]
+            found = queued if states == ["queued"] else list(self.runs)
+        limit = int(request.query_params.get("limit", 50))
+        runs = [{"dag_run_id": run_id, "state": "queued"} for run_id in found[:limit]]
+        return self._answer(recorded, 200, {"dag_runs": runs, "total_entries": len(found)})
 
     async def _health(self, request: Request) -> Response:
         recorded = await self._record(request)

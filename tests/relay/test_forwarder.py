@@ -65,6 +65,72 @@ def test_many_events_become_few_runs_within_window_and_max_size(
     assert 'relay_batches_total{outcome="sent"} 3' in metrics
 
 
+def test_a_due_batch_grows_while_airflow_has_not_started_the_previous_run(
+    start_relay: Callable[..., RunningRelay], airflow: AirflowStandIn
+) -> None:
+    airflow.runs_start = False
+    relay = start_relay(batch_window_seconds=0.2, batch_max_wait_seconds=30.0, batch_max_events=50)
+    _post_contacts(relay, 2)
+    wait_until(_all_sent(relay, 2), what="the first batch sent")  # nothing queued before it
+    later = _post_contacts(relay, 3)
+    wait_until(lambda: relay.metric("relay_batches_held_total") >= 2, what="the batch held")
+    _post_contacts(relay, 1)
+    assert len(airflow.triggers) == 1
+
+    airflow.start_runs()
+
+    wait_until(_all_sent(relay, 6), what="the grown batch sent")
+    runs = [request.body for request in airflow.triggers]
+    assert [len(run["conf"]["events"]) for run in runs] == [2, 4]
+    assert runs[1]["conf"]["events"][0]["id"] == later[0]["PrimaryEntityId"]
+    [question, *_] = airflow.queued_questions
+    assert question.path == "/api/v2/dags/dynamics_contact_to_marketo/dagRuns"
+
+
+def test_a_held_batch_goes_after_the_maximum_wait_if_runs_never_start(
+    start_relay: Callable[..., RunningRelay], airflow: AirflowStandIn
+) -> None:
+    airflow.runs_start = False  # e.g. the DAG is paused
+    relay = start_relay(batch_window_seconds=0.1, batch_max_wait_seconds=1.0)
+    _post_contacts(relay, 1)
+    wait_until(_all_sent(relay, 1), what="the first batch sent")
+
+    _post_contacts(relay, 1)
+
+    wait_until(_all_sent(relay, 2), what="the held batch sent after its maximum wait")
+    assert relay.metric("relay_batches_held_total") >= 1
+    assert len(airflow.triggers) == 2
+
+
+@pytest.mark.parametrize("answer", [500, 403])
+def test_a_batch_is_not_held_when_airflow_cannot_say_what_is_queued(
+    start_relay: Callable[..., RunningRelay], airflow: AirflowStandIn, answer: int
+) -> None:
+    airflow.runs_start, airflow.list_status = False, answer
+    relay = start_relay(batch_window_seconds=0.1, batch_max_wait_seconds=30.0)
+    _post_contacts(relay, 1)
+    wait_until(_all_sent(relay, 1), what="the first batch sent")
+
+    _post_contacts(relay, 1)
+
+    wait_until(_all_sent(relay, 2), what="the second batch sent without holding")
+    assert relay.metric("relay_batches_held_total") == 0
+    assert airflow.queued_questions
+
+
+def test_full_batches_never_wait_for_queued_runs(
+    start_relay: Callable[..., RunningRelay], airflow: AirflowStandIn
+) -> None:
+    airflow.runs_start = False
+    relay = start_relay(batch_window_seconds=30.0, batch_max_events=3)
+
+    _post_contacts(relay, 9)
+
+    wait_until(_all_sent(relay, 9), what="three full batches sent")
+    assert len(airflow.triggers) == 3
+    assert not airflow.queued_questions
+
+
 def test_events_of_one_contact_all_go_into_the_batch(
     start_relay: Callable[..., RunningRelay], airflow: AirflowStandIn
 ) -> None:
@@ -191,12 +257,12 @@ def test_a_401_renews_the_token_once_and_retries(
     assert issued.body == {"username": "relay", "password": "relay-airflow-password"}
 
 
-@pytest.mark.parametrize(("lifetime", "token_requests"), [(3600.0, 1), (30.0, 2)])
+@pytest.mark.parametrize(("lifetime", "renewed_at_each_use"), [(3600.0, False), (30.0, True)])
 def test_the_token_is_renewed_before_it_expires(
     start_relay: Callable[..., RunningRelay],
     airflow: AirflowStandIn,
     lifetime: float,
-    token_requests: int,
+    renewed_at_each_use: bool,
 ) -> None:
     # The relay renews 60 s before exp, so a 30 s token is renewed before every use.
     airflow.token_lifetime_seconds = lifetime
@@ -204,7 +270,10 @@ def test_the_token_is_renewed_before_it_expires(
     for sent in (1, 2):
         _post_contacts(relay, 1)
         wait_until(_all_sent(relay, sent), what=f"event {sent} sent")
-    assert len(airflow.token_requests) == token_requests
+    # The second batch, due soon after the first was sent, asked whether that run had started.
+    uses = len(airflow.triggers) + len(airflow.queued_questions)
+    assert uses == 3
+    assert len(airflow.token_requests) == (uses if renewed_at_each_use else 1)
     assert all(t.status == 200 for t in airflow.triggers)  # never waited for a 401
 
 
