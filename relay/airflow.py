@@ -154,29 +154,29 @@ class AirflowClient:
             return False
         return response.status < 500
 
-    def runs_waiting(self) -> bool | None:
-        """True when Airflow has a run of the DAG it has not started yet (state ``queued``);
-        None when it cannot say (unreachable, refused). Blocking: call it in a thread."""
+    def active_runs(self) -> int | None:
+        """How many runs of the DAG Airflow has queued or running; None when it cannot say
+        (unreachable, refused). Blocking: call it in a thread."""
         try:
             raw = self._dag_runs.get_dag_runs_without_preload_content(
                 self._settings.dag_id,
-                state=["queued"],
+                state=["queued", "running"],
                 limit=1,
                 _request_timeout=self._settings.airflow_timeout,
                 _request_auth=_bearer(self.token()),
             )
             body = raw.read()
         except (AirflowError, ApiException, urllib3.exceptions.HTTPError) as exc:
-            log.debug("could not ask Airflow for queued runs: %s", exc)
+            log.debug("could not ask Airflow for active runs: %s", exc)
             return None
         if raw.status != 200:
-            log.debug("asking Airflow for queued runs answered %s", raw.status)
+            log.debug("asking Airflow for active runs answered %s", raw.status)
             return None
         try:
             total = json.loads(body)["total_entries"]
         except (ValueError, KeyError, TypeError):
             return None
-        return isinstance(total, int) and total > 0
+        return total if isinstance(total, int) else None
 
     def trigger(self, dag_run_id: str, conf: dict[str, Any], note: str) -> TriggerOutcome:
         """Create the run ``dag_run_id``; 409 counts as done. Blocking: call it in a thread."""

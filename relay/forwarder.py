@@ -6,9 +6,10 @@ One asyncio task in the relay process, started and stopped with the app's lifesp
    under the same ``dag_run_id``.
 2. Otherwise it waits for pending events, then up to the batch window (counted from the oldest
    one) for more, unless the batch is already full, and claims them as a new batch. A batch that
-   is due but not full waits longer (up to the batch's maximum wait) while Airflow has a run of the
-   DAG it has not started (asked only when a batch went lately): a new run would only queue behind
-   it, so the batch grows instead. A slow bulk import makes a few full runs, not one per window.
+   is due but not full waits longer (up to the maximum wait) while Airflow already has enough runs
+   of the DAG queued or running (asked only when a batch went lately): another run would only
+   compete for task slots, so the batch grows instead. A slow bulk import makes a few full runs,
+   not one per window.
 3. It triggers the run. Created or 409 (Airflow already has that run id) → ``sent``. Connection
    errors, 5xx and other "not now" answers → the batch stays pending and is retried after a
    bounded exponential backoff. Any other 4xx → ``failed`` with Airflow's reason.
@@ -33,7 +34,7 @@ from relay.spool import FAILED, SENT, Batch, Spool
 
 log = logging.getLogger(__name__)
 
-# While a due batch is held, Airflow is asked this often whether its runs have started.
+# While a due batch is held, Airflow is asked this often how many runs it has.
 _HOLD_RECHECK_SECONDS = 1.0
 
 
@@ -151,15 +152,20 @@ class Forwarder:
                 await self._pause(due_in)
                 return None
             hold_left = oldest + settings.batch_max_wait_seconds - now
-            # Only a batch sent lately can still be queued in Airflow: an isolated event is not
+            # Only after a batch sent lately is Airflow likely busy: an isolated event is not
             # worth a question.
             recent = now - self._last_sent_at < settings.batch_max_wait_seconds
-            if hold_left > 0 and recent and await asyncio.to_thread(self._client.runs_waiting):
+            if hold_left > 0 and recent and await self._airflow_busy():
                 self._metrics.inc("relay_batches_held_total")
                 # Not woken by each new event: that would ask Airflow once per event.
                 await self._sleep(min(_HOLD_RECHECK_SECONDS, hold_left))
                 return None
         return await asyncio.to_thread(self._spool.claim_batch, settings.batch_max_events)
+
+    async def _airflow_busy(self) -> bool:
+        """Airflow has the runs a partial batch waits for; False when it cannot say."""
+        active = await asyncio.to_thread(self._client.active_runs)
+        return active is not None and active >= self._settings.batch_hold_active_runs
 
     async def _deliver(self, batch: Batch) -> bool:
         """Send one batch; False when it must be retried later."""

@@ -20,7 +20,7 @@ _COUNTERS = {
     "relay_webhooks_rejected_total": "Webhook requests refused, by reason.",
     "relay_events_forwarded_total": "Events delivered to Airflow (run created or already there).",
     "relay_batches_total": "Batches finished, by outcome.",
-    "relay_batches_held_total": "Times a due batch waited for Airflow to start its queued runs.",
+    "relay_batches_held_total": "Times a due batch waited while Airflow had enough active runs.",
     "relay_forward_failures_total": "Failed delivery attempts, by kind.",
 }
 

@@ -24,10 +24,11 @@ Every setting, its variable and its default:
 ``RELAY_BATCH_WINDOW_SECONDS`` / ``RELAY_BATCH_MAX_EVENTS``
     The forwarder waits up to the window after the oldest pending event for more, and sends at
     most this many events per DAG run (defaults 1 s and 300, the DAG's batch size).
-``RELAY_BATCH_MAX_WAIT_SECONDS``
-    When the window has passed but the batch is not full, and Airflow has a run of the DAG it has
-    not started yet (queued), a new run would only queue behind it: the batch keeps growing instead,
-    up to this long after its oldest event (default 30 s; at or below the window, never).
+``RELAY_BATCH_HOLD_ACTIVE_RUNS`` / ``RELAY_BATCH_MAX_WAIT_SECONDS``
+    When the window has passed but the batch is not full, and Airflow already has this many runs of
+    the DAG queued or running, another run would only compete with them for task slots: the batch
+    keeps growing instead, up to the maximum wait after its oldest event (defaults 2 runs and 30 s;
+    a wait at or below the window never holds).
 ``RELAY_BACKOFF_INITIAL_SECONDS`` / ``RELAY_BACKOFF_MAX_SECONDS``
     Retry delay after Airflow 5xx or connection errors: doubles from the initial value up to the
     cap (defaults 1 s and 60 s).
@@ -85,6 +86,7 @@ class RelaySettings:
     max_body_bytes: int = 1024 * 1024
     batch_window_seconds: float = 1.0
     batch_max_events: int = 300
+    batch_hold_active_runs: int = 2
     batch_max_wait_seconds: float = 30.0
     backoff_initial_seconds: float = 1.0
     backoff_max_seconds: float = 60.0
@@ -112,6 +114,8 @@ class RelaySettings:
             raise SettingsError("RELAY_WEBHOOK_HEADER_VALUES needs RELAY_WEBHOOK_HEADER_NAME")
         if self.batch_max_events < 1:
             raise SettingsError("RELAY_BATCH_MAX_EVENTS must be at least 1")
+        if self.batch_hold_active_runs < 1:
+            raise SettingsError("RELAY_BATCH_HOLD_ACTIVE_RUNS must be at least 1")
         for variable, seconds in (
             ("RELAY_BATCH_WINDOW_SECONDS", self.batch_window_seconds),
             ("RELAY_BATCH_MAX_WAIT_SECONDS", self.batch_max_wait_seconds),
@@ -164,6 +168,7 @@ class RelaySettings:
             values["spool_path"] = Path(env["RELAY_SPOOL_PATH"])
         number("RELAY_MAX_BODY_BYTES", "max_body_bytes", int)
         number("RELAY_BATCH_MAX_EVENTS", "batch_max_events", int)
+        number("RELAY_BATCH_HOLD_ACTIVE_RUNS", "batch_hold_active_runs", int)
         number("RELAY_PORT", "port", int)
         for name, attr in (
             ("RELAY_BATCH_WINDOW_SECONDS", "batch_window_seconds"),

@@ -2,9 +2,9 @@
 
 ``POST /auth/token`` issues unsigned JWT-shaped tokens with a real ``exp``; ``POST
 /api/v2/dags/{dag_id}/dagRuns`` behaves like Airflow (200 with the run, 409 for a known run id,
-401 for an unknown token) unless a test scripts the next answers; ``GET`` on the same path with
-``state=queued`` counts the runs not started yet (every run starts at once unless a test holds
-them with ``runs_start = False``). Every request is recorded.
+401 for an unknown token) unless a test scripts the next answers; ``GET`` on the same path counts
+the runs in the ``state`` values asked (every run ends at once unless a test keeps them active
+with ``runs_end = False``). Every request is recorded.
 """
 
 from __future__ import annotations
@@ -51,9 +51,10 @@ class AirflowStandIn:
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     scripted: list[int] = field(default_factory=list)
     scripted_detail: str = "scripted failure"
-    runs_start: bool = True  # False: runs stay queued until start_runs()
+    runs_end: bool = True  # False: runs stay active (queued, then running) until end_runs()
     list_status: int = 200  # the answer to GET .../dagRuns
-    started: set[str] = field(default_factory=set)
+    ended: set[str] = field(default_factory=set)
+    last_states: set[str] = field(default_factory=set)  # the states the last GET asked for
     _tokens: set[str] = field(default_factory=set)
     _serial: itertools.count[int] = field(default_factory=itertools.count)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -76,10 +77,10 @@ class AirflowStandIn:
             self.scripted.extend(statuses)
             self.scripted_detail = detail
 
-    def start_runs(self) -> None:
-        """Every run created so far starts (is no longer queued)."""
+    def end_runs(self) -> None:
+        """Every run created so far ends."""
         with self._lock:
-            self.started |= set(self.runs)
+            self.ended |= set(self.runs)
 
     def revoke_tokens(self) -> None:
         with self._lock:
@@ -94,7 +95,7 @@ class AirflowStandIn:
         return [request for request in self.of("/dagRuns") if request.method == "POST"]
 
     @property
-    def queued_questions(self) -> list[Recorded]:
+    def run_questions(self) -> list[Recorded]:
         return [request for request in self.of("/dagRuns") if request.method == "GET"]
 
     @property
@@ -152,8 +153,8 @@ class AirflowStandIn:
                     recorded, 409, {"detail": f"DAG Run with id {run_id} already exists"}
                 )
             self.runs[run_id] = recorded.body
-            if self.runs_start:
-                self.started.add(run_id)
+            if self.runs_end:
+                self.ended.add(run_id)
         if scripted == CREATE_THEN_500:
             return self._answer(recorded, 500, {"detail": "Internal Server Error"})
         dag_id = request.path_params["dag_id"]
@@ -171,11 +172,12 @@ class AirflowStandIn:
                 return self._answer(recorded, 401, {"detail": "Invalid JWT token"})
             if self.list_status != 200:
                 return self._answer(recorded, self.list_status, {"detail": "scripted failure"})
-            states = request.query_params.getlist("state")
-            queued = [run for run in self.runs if run not in self.started]
-            found = queued if states == ["queued"] else list(self.runs)
+            states = set(request.query_params.getlist("state"))
+            active = [run for run in self.runs if run not in self.ended]
+            found = active if states == {"queued", "running"} else list(self.runs)
+            self.last_states = states
         limit = int(request.query_params.get("limit", 50))
-        runs = [{"dag_run_id": run_id, "state": "queued"} for run_id in found[:limit]]
+        runs = [{"dag_run_id": run_id, "state": "running"} for run_id in found[:limit]]
         return self._answer(recorded, 200, {"dag_runs": runs, "total_entries": len(found)})
 
     async def _health(self, request: Request) -> Response:

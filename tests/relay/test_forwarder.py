@@ -65,33 +65,36 @@ def test_many_events_become_few_runs_within_window_and_max_size(
     assert 'relay_batches_total{outcome="sent"} 3' in metrics
 
 
-def test_a_due_batch_grows_while_airflow_has_not_started_the_previous_run(
+def test_a_due_batch_grows_while_airflow_has_enough_active_runs(
     start_relay: Callable[..., RunningRelay], airflow: AirflowStandIn
 ) -> None:
-    airflow.runs_start = False
+    airflow.runs_end = False
     relay = start_relay(batch_window_seconds=0.2, batch_max_wait_seconds=30.0, batch_max_events=50)
-    _post_contacts(relay, 2)
-    wait_until(_all_sent(relay, 2), what="the first batch sent")  # nothing queued before it
+    for sent in (1, 2):  # the default lets two runs be active before holding
+        _post_contacts(relay, 1)
+        wait_until(_all_sent(relay, sent), what=f"batch {sent} sent")
     later = _post_contacts(relay, 3)
     wait_until(lambda: relay.metric("relay_batches_held_total") >= 2, what="the batch held")
     _post_contacts(relay, 1)
-    assert len(airflow.triggers) == 1
+    assert len(airflow.triggers) == 2
 
-    airflow.start_runs()
+    airflow.end_runs()
 
     wait_until(_all_sent(relay, 6), what="the grown batch sent")
     runs = [request.body for request in airflow.triggers]
-    assert [len(run["conf"]["events"]) for run in runs] == [2, 4]
-    assert runs[1]["conf"]["events"][0]["id"] == later[0]["PrimaryEntityId"]
-    [question, *_] = airflow.queued_questions
-    assert question.path == "/api/v2/dags/dynamics_contact_to_marketo/dagRuns"
+    assert [len(run["conf"]["events"]) for run in runs] == [1, 1, 4]
+    assert runs[2]["conf"]["events"][0]["id"] == later[0]["PrimaryEntityId"]
+    assert airflow.run_questions[0].path == "/api/v2/dags/dynamics_contact_to_marketo/dagRuns"
+    assert airflow.last_states == {"queued", "running"}
 
 
-def test_a_held_batch_goes_after_the_maximum_wait_if_runs_never_start(
+def test_a_held_batch_goes_after_the_maximum_wait_if_runs_never_end(
     start_relay: Callable[..., RunningRelay], airflow: AirflowStandIn
 ) -> None:
-    airflow.runs_start = False  # e.g. the DAG is paused
-    relay = start_relay(batch_window_seconds=0.1, batch_max_wait_seconds=1.0)
+    airflow.runs_end = False  # e.g. the DAG is paused
+    relay = start_relay(
+        batch_window_seconds=0.1, batch_max_wait_seconds=1.0, batch_hold_active_runs=1
+    )
     _post_contacts(relay, 1)
     wait_until(_all_sent(relay, 1), what="the first batch sent")
 
@@ -103,11 +106,13 @@ def test_a_held_batch_goes_after_the_maximum_wait_if_runs_never_start(
 
 
 @pytest.mark.parametrize("answer", [500, 403])
-def test_a_batch_is_not_held_when_airflow_cannot_say_what_is_queued(
+def test_a_batch_is_not_held_when_airflow_cannot_say_what_is_active(
     start_relay: Callable[..., RunningRelay], airflow: AirflowStandIn, answer: int
 ) -> None:
-    airflow.runs_start, airflow.list_status = False, answer
-    relay = start_relay(batch_window_seconds=0.1, batch_max_wait_seconds=30.0)
+    airflow.runs_end, airflow.list_status = False, answer
+    relay = start_relay(
+        batch_window_seconds=0.1, batch_max_wait_seconds=30.0, batch_hold_active_runs=1
+    )
     _post_contacts(relay, 1)
     wait_until(_all_sent(relay, 1), what="the first batch sent")
 
@@ -115,20 +120,20 @@ def test_a_batch_is_not_held_when_airflow_cannot_say_what_is_queued(
 
     wait_until(_all_sent(relay, 2), what="the second batch sent without holding")
     assert relay.metric("relay_batches_held_total") == 0
-    assert airflow.queued_questions
+    assert airflow.run_questions
 
 
-def test_full_batches_never_wait_for_queued_runs(
+def test_full_batches_never_wait_for_active_runs(
     start_relay: Callable[..., RunningRelay], airflow: AirflowStandIn
 ) -> None:
-    airflow.runs_start = False
-    relay = start_relay(batch_window_seconds=30.0, batch_max_events=3)
+    airflow.runs_end = False
+    relay = start_relay(batch_window_seconds=30.0, batch_max_events=3, batch_hold_active_runs=1)
 
     _post_contacts(relay, 9)
 
     wait_until(_all_sent(relay, 9), what="three full batches sent")
     assert len(airflow.triggers) == 3
-    assert not airflow.queued_questions
+    assert not airflow.run_questions
 
 
 def test_events_of_one_contact_all_go_into_the_batch(
@@ -270,8 +275,8 @@ def test_the_token_is_renewed_before_it_expires(
     for sent in (1, 2):
         _post_contacts(relay, 1)
         wait_until(_all_sent(relay, sent), what=f"event {sent} sent")
-    # The second batch, due soon after the first was sent, asked whether that run had started.
-    uses = len(airflow.triggers) + len(airflow.queued_questions)
+    # The second batch, due soon after the first was sent, asked how many runs were active.
+    uses = len(airflow.triggers) + len(airflow.run_questions)
     assert uses == 3
     assert len(airflow.token_requests) == (uses if renewed_at_each_use else 1)
     assert all(t.status == 200 for t in airflow.triggers)  # never waited for a 401

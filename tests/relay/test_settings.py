@@ -24,6 +24,7 @@ def test_settings_are_read_from_env_and_secrets_stay_out_of_repr() -> None:
             "RELAY_BATCH_WINDOW_SECONDS": "2.5",
             "RELAY_BATCH_MAX_EVENTS": "100",
             "RELAY_BATCH_MAX_WAIT_SECONDS": "12",
+            "RELAY_BATCH_HOLD_ACTIVE_RUNS": "4",
             "RELAY_PORT": "9000",
         }
     )
@@ -32,7 +33,7 @@ def test_settings_are_read_from_env_and_secrets_stay_out_of_repr() -> None:
     assert settings.accepted_entities == ("contact",)
     assert settings.spool_path == Path("/data/spool.sqlite3")
     assert (settings.batch_window_seconds, settings.batch_max_events) == (2.5, 100)
-    assert settings.batch_max_wait_seconds == 12.0
+    assert (settings.batch_max_wait_seconds, settings.batch_hold_active_runs) == (12.0, 4)
     assert (settings.host, settings.port) == ("127.0.0.1", 9000)
     for secret in ("s3cret-password", "key-a", "header-secret"):
         assert secret not in repr(settings)
@@ -45,6 +46,10 @@ def test_settings_are_read_from_env_and_secrets_stay_out_of_repr() -> None:
         ({"RELAY_WEBHOOK_HEADER_VALUES": "v"}, "RELAY_WEBHOOK_HEADER_NAME"),
         ({"RELAY_WEBHOOK_KEYS": "k", "RELAY_PORT": "eighty"}, "RELAY_PORT is not a number"),
         ({"RELAY_WEBHOOK_KEYS": "k", "RELAY_BATCH_MAX_EVENTS": "0"}, "RELAY_BATCH_MAX_EVENTS"),
+        (
+            {"RELAY_WEBHOOK_KEYS": "k", "RELAY_BATCH_HOLD_ACTIVE_RUNS": "0"},
+            "RELAY_BATCH_HOLD_ACTIVE_RUNS must be at least 1",
+        ),
         (
             {"RELAY_WEBHOOK_KEYS": "k", "RELAY_BATCH_MAX_WAIT_SECONDS": "-1"},
             "RELAY_BATCH_MAX_WAIT_SECONDS must not be negative",

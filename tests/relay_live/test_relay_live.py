@@ -145,19 +145,21 @@ TRICKLE_GAP_SECONDS = 0.5
 
 
 @on_hold
-def test_a_trickle_waits_while_airflow_has_not_started_the_previous_run(
+def test_a_trickle_waits_while_airflow_is_busy_with_the_previous_run(
     airflow_live: LocalAirflow, start_relay, dataverse
 ):
-    # The DAG is paused, so every run stays queued, as behind a backlog. Events come slower than
-    # the window: without the hold each would be a run of its own.
-    relay = start_relay(batch_window_seconds=0.3, batch_max_wait_seconds=3.0)
+    # The DAG is paused, so every run stays queued (active), as behind a backlog. Events come
+    # slower than the window: without the hold each would be a run of its own.
+    relay = start_relay(
+        batch_window_seconds=0.3, batch_max_wait_seconds=3.0, batch_hold_active_runs=1
+    )
     contact_ids = []
     for n in range(TRICKLE):
         contact_ids += create_contacts(dataverse, 1, f"trickle{n}")
         time.sleep(TRICKLE_GAP_SECONDS)
 
     runs = wait_for(lambda: delivered_once(airflow_live, contact_ids), timeout=60, what="runs")
-    # The first event goes alone; later ones wait up to 3 s in batches while that run is queued.
+    # The first event goes alone; later ones wait up to 3 s in batches while that run is active.
     assert len(runs) <= TRICKLE // 2, runs
     metrics = httpx.get(f"{relay.url}/metrics", timeout=10).text.splitlines()
     [held] = [line.split()[1] for line in metrics if line.startswith("relay_batches_held_total ")]
