@@ -45,6 +45,7 @@ MODES: dict[str, dict[str, Any]] = {
     "batched": {},
     "per-event": {"batch_max_events": 1, "batch_window_seconds": 0.0},
 }
+NO_HOLD = {"batch_max_wait_seconds": 0.0}
 POLL_S = 1.0
 TIMEOUT_PER_CONTACT_S = 10.0  # generous: per-event mode takes a few seconds a contact
 
@@ -58,6 +59,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"contacts in the batched burst (default {CONTACTS})",
     )
     parser.add_argument(
+        "--create-seconds",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="spread the Creates evenly over S seconds, a slow import (default: as fast as "
+        "Dataverse answers, a few seconds for 1,000)",
+    )
+    parser.add_argument(
+        "--no-hold",
+        action="store_true",
+        help="batched relay without holding partial batches while Airflow is busy "
+        "(RELAY_BATCH_MAX_WAIT_SECONDS=0), to compare",
+    )
+    parser.add_argument(
         "--per-event-contacts",
         type=int,
         default=PER_EVENT_CONTACTS,
@@ -67,11 +82,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    return run(args.contacts, args.per_event_contacts)
+    return run(
+        args.contacts,
+        args.per_event_contacts,
+        create_seconds=args.create_seconds,
+        hold=not args.no_hold,
+    )
 
 
-def run(contacts: int = CONTACTS, per_event_contacts: int = PER_EVENT_CONTACTS) -> dict[str, Any]:
-    """Benchmark 2; prints progress and the summary table, saves the results."""
+def run(
+    contacts: int = CONTACTS,
+    per_event_contacts: int = PER_EVENT_CONTACTS,
+    *,
+    create_seconds: float = 0.0,
+    hold: bool = True,
+) -> dict[str, Any]:
+    """Benchmark 2; prints progress and the summary table, saves the results. ``create_seconds``
+    paces the batched burst's Creates over that long (per-event mode's too, in proportion);
+    ``hold=False`` turns off the relay's holding of partial batches while Airflow is busy."""
     sizes = {"batched": contacts, "per-event": per_event_contacts}
     print(
         f"\nBenchmark 2, burst: {contacts:,} contacts batched, "
@@ -81,15 +109,25 @@ def run(contacts: int = CONTACTS, per_event_contacts: int = PER_EVENT_CONTACTS) 
     with running_stack(NAME) as stack:
         for mode, count in sizes.items():
             if count:
-                measured[mode] = measure(stack, mode, count)
+                spread = create_seconds * count / contacts if contacts else 0.0
+                relay = MODES[mode] if hold else {**MODES[mode], **NO_HOLD}
+                measured[mode] = measure(stack, mode, count, relay, create_seconds=spread)
                 stack.reset()
     return _report(measured)
 
 
-def measure(stack: LiveStack, mode: str, contacts: int) -> dict[str, Any]:
-    """One burst of ``contacts`` through a relay in ``mode``, until every run it caused ended."""
-    print(f"\n  {mode}: relay settings {MODES[mode] or 'as in production'}")
-    stack.start_relay(f"relay-{mode}", **MODES[mode])
+def measure(
+    stack: LiveStack,
+    mode: str,
+    contacts: int,
+    relay: Mapping[str, Any],
+    *,
+    create_seconds: float = 0.0,
+) -> dict[str, Any]:
+    """One burst of ``contacts`` through a relay with ``relay`` settings (over the production
+    ones), until every run it caused ended."""
+    print(f"\n  {mode}: relay settings {dict(relay) or 'as in production'}")
+    stack.start_relay(f"relay-{mode}", **relay)
     writer = WebApiWriter(stack.sandbox.dataverse)
     bodies = [
         {
@@ -101,7 +139,7 @@ def measure(stack: LiveStack, mode: str, contacts: int) -> dict[str, Any]:
     ]
     before = stack.api_calls()
     began = time.time()
-    created = writer.create_many("contacts", bodies)
+    created = writer.create_many("contacts", bodies, over_seconds=create_seconds)
     create_s = time.time() - began
     print(f"  {mode}: {contacts:,} contacts created in {create_s:.1f} s", flush=True)
 
@@ -134,7 +172,8 @@ def measure(stack: LiveStack, mode: str, contacts: int) -> dict[str, Any]:
         check=stack.check_running,
     )
     calls = sync_calls(before, stack.api_calls())
-    return _figures(stack, mode, contacts, create_s, began, wanted, seen, runs, calls)
+    figures = _figures(stack, mode, contacts, create_s, began, wanted, seen, runs, calls)
+    return {**figures, "relay_settings": dict(relay), "creates_paced_over_s": create_seconds}
 
 
 def _figures(
@@ -159,7 +198,6 @@ def _figures(
     marketo = marketo_calls(calls["marketo"])
     figures = {
         "mode": mode,
-        "relay_settings": MODES[mode],
         "contacts": contacts,
         "create_s": create_s,
         "leads_in_marketo": len(seen),

@@ -106,8 +106,8 @@ class LiveStack:
         return relay
 
     def reset(self) -> None:
-        """Stop the relays, empty both sandboxes (records, webhooks, call counters) and prepare
-        Marketo again; Airflow keeps its runs."""
+        """Stop the relays, empty both sandboxes (records, webhook registrations, call counters)
+        and prepare Marketo again; Airflow keeps its runs."""
         self._stop_relays()
         self.sandbox.dataverse.reset()
         self.sandbox.marketo.reset()
@@ -157,7 +157,6 @@ class LiveStack:
             relay.stop()
         self._stopped_relays += self.relays
         self.relays = []
-        self.sandbox.dataverse.delete_webhooks()
 
 
 @contextlib.contextmanager
@@ -204,21 +203,20 @@ class WebApiWriter:
         return Created(str(response.json()[id_column]).lower(), at)
 
     def create_many(
-        self,
-        entity_set: str,
-        bodies: Sequence[Mapping[str, Any]],
-        on_created: Callable[[int], None] | None = None,
+        self, entity_set: str, bodies: Sequence[Mapping[str, Any]], *, over_seconds: float = 0.0
     ) -> list[Created]:
-        """``bodies`` created ``workers`` at a time; in order."""
+        """``bodies`` created ``workers`` at a time, in order; with ``over_seconds``, paced evenly
+        over that long (a slow import) instead of as fast as the service answers."""
+        began = time.time()
+        gap = over_seconds / len(bodies) if bodies else 0.0
 
-        def create(body: Mapping[str, Any]) -> Created:
-            created = self.create(entity_set, body)
-            if on_created is not None:
-                on_created(1)
-            return created
+        def create(numbered: tuple[int, Mapping[str, Any]]) -> Created:
+            number, body = numbered
+            time.sleep(max(0.0, began + number * gap - time.time()))
+            return self.create(entity_set, body)
 
         with ThreadPoolExecutor(self.workers) as pool:
-            return list(pool.map(create, bodies))
+            return list(pool.map(create, enumerate(bodies)))
 
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
