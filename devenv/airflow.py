@@ -57,10 +57,7 @@ _POLL_SECONDS = 0.25
 _TASK_GRACE_SECONDS = 2.0
 # Components whose health gates start(); the triggerer joins when it is enabled.
 _REQUIRED_HEALTH = ("metadatabase", "scheduler", "dag_processor")
-# How long a SQLite write waits for another's lock before failing ("Database error", HTTP 500
-# from the API). sqlite3's default of 5 s is exceeded on a loaded 2-core machine by a task's
-# transaction; every component and connection gets this one through the database URL.
-_SQLITE_BUSY_TIMEOUT_S = 30
+_POOL_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -155,9 +152,7 @@ class LocalAirflow:
         self.users = (admin, *service_users)
         self.parallelism = parallelism
         self.triggerer = triggerer
-        self.database_url = database_url or (
-            f"sqlite:///{self.home / 'airflow.db'}?timeout={_SQLITE_BUSY_TIMEOUT_S}"
-        )
+        self.database_url = database_url or f"sqlite:///{self.home / 'airflow.db'}"
         self.celery = celery
         # The worker's Celery node name, so readiness can be asked of this very worker.
         self.worker_name = f"devenv-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
@@ -486,7 +481,20 @@ class LocalAirflow:
             for pool in self.pools
         ]
         action = {"action": "create", "entities": entities, "action_on_existence": "overwrite"}
-        result = self.request("PATCH", "/api/v2/pools", json={"actions": [action]}).json()
+        # On SQLite a write waits at most 5 s for a running task's (the reconciliation DAG's first
+        # run starts as soon as it is parsed) and then answers 500 "Database error". The request
+        # overwrites, so sending it again is safe. A longer busy timeout for the whole database
+        # is no cure: Airflow's API server then stalls for its full length where two of its own
+        # sessions write at once (tried: the demo's run listing timed out at 30 s).
+        for attempt in range(1, _POOL_ATTEMPTS + 1):
+            try:
+                result = self.request("PATCH", "/api/v2/pools", json={"actions": [action]}).json()
+                break
+            except AirflowApiError as error:
+                if error.status_code < 500 or attempt == _POOL_ATTEMPTS:
+                    raise
+                log.warning("creating pools answered %s; retrying", error.status_code)
+                time.sleep(_POLL_SECONDS)
         if errors := result["create"]["errors"]:
             raise RuntimeError(f"creating pools failed: {errors}")
 

@@ -7,8 +7,6 @@ module that asks for ``airflow_live``.
 """
 
 import os
-import sqlite3
-import threading
 import time
 from pathlib import Path
 from uuid import uuid4
@@ -78,31 +76,6 @@ def test_wrong_password_gets_401_and_the_right_one_a_token(airflow_live: LocalAi
 
     assert refused.value.status_code == 401
     assert airflow_live.token(DEFAULT_ADMIN.username, DEFAULT_ADMIN.password).count(".") == 2
-
-
-# Longer than SQLite's default busy timeout (5 s), which a running task's write can exceed on a
-# loaded machine: an API write then answered 500 "Database error" (seen creating pools at start).
-LOCK_SECONDS = 7.0
-
-
-def test_writes_wait_out_a_lock_longer_than_sqlites_default_timeout(airflow_live: LocalAirflow):
-    holder = sqlite3.connect(airflow_live.home / "airflow.db", check_same_thread=False)
-    holder.execute("BEGIN IMMEDIATE")  # the write lock, as a long task transaction holds it
-    release = threading.Timer(LOCK_SECONDS, holder.rollback)
-    release.start()
-    began = time.monotonic()
-    try:
-        body = {"key": f"lock-probe-{uuid4().hex}", "value": "waited"}
-        airflow_live.request("POST", "/api/v2/variables", json=body)
-        waited = time.monotonic() - began
-    finally:
-        release.join()
-        holder.close()
-
-    assert waited >= LOCK_SECONDS - 0.5  # it really met the lock, and waited it out
-    variable = airflow_live.request("GET", f"/api/v2/variables/{body['key']}").json()
-    assert variable["value"] == "waited"
-    assert airflow_live.running  # the scheduler and DAG processor waited too, none crashed
 
 
 def test_stop_ends_every_process_even_a_running_task(airflow_live: LocalAirflow):
