@@ -20,19 +20,18 @@ import argparse
 import time
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench.harness import Progress, marketo_calls, percentile, save_results, table
 from bench.live import (
     LiveStack,
     WebApiWriter,
-    event_ids,
-    poll,
     running_stack,
     sync_calls,
     timestamp,
 )
-from devenv.demo import CONTACT_ID_FIELD, SYNC_DAG_ID, TERMINAL_STATES
+from devenv.demo import CONTACT_ID_FIELD, SYNC_DAG_ID, contact_ids_of, wait_for_contacts
 
 NAME = "burst"
 SUMMARY = "2. burst: 1,000 contacts → Marketo, beside per-event mode"
@@ -46,7 +45,6 @@ MODES: dict[str, dict[str, Any]] = {
     "per-event": {"batch_max_events": 1, "batch_window_seconds": 0.0},
 }
 NO_HOLD = {"batch_max_wait_seconds": 0.0}
-POLL_S = 1.0
 TIMEOUT_PER_CONTACT_S = 10.0  # generous: per-event mode takes a few seconds a contact
 
 
@@ -140,74 +138,72 @@ def measure(
     before = stack.api_calls()
     began = time.time()
     created = writer.create_many("contacts", bodies, over_seconds=create_seconds)
-    create_s = time.time() - began
-    print(f"  {mode}: {contacts:,} contacts created in {create_s:.1f} s", flush=True)
-
-    wanted = {record.id: record.at for record in created}
-    seen: dict[str, float] = {}  # contact id → when its lead was first seen in Marketo
+    burst = Observed(began, time.time() - began, {record.id: record.at for record in created})
+    print(f"  {mode}: {contacts:,} contacts created in {burst.create_s:.1f} s", flush=True)
     progress = Progress(f"{mode}: leads in Marketo", contacts)
-    runs: list[dict[str, Any]] = []
 
-    def settled() -> bool:
-        nonlocal runs
+    def look_for_leads(runs: list[dict[str, Any]]) -> None:
+        stack.check_running()
         now = time.time()
         new = {
             contact_id
             for lead in stack.sandbox.marketo.leads()
-            if (contact_id := str(lead.get(CONTACT_ID_FIELD) or "").lower()) in wanted
-        } - seen.keys()
-        seen.update(dict.fromkeys(new, now))
+            if (contact_id := str(lead.get(CONTACT_ID_FIELD) or "").lower()) in burst.created
+        } - burst.seen.keys()
+        burst.seen.update(dict.fromkeys(new, now))
         progress.advance(len(new))
-        runs = [run for run in stack.runs(SYNC_DAG_ID) if wanted.keys() & set(event_ids(run))]
-        covered = {contact_id for run in runs for contact_id in event_ids(run)}
-        # Done when every contact is in a run and every such run has ended: its lead is in
-        # Marketo then, or never will be (a failed run, reported below).
-        return covered >= wanted.keys() and all(run["state"] in TERMINAL_STATES for run in runs)
 
-    poll(
-        settled,
+    # Every contact in a run and every such run ended: each lead is in Marketo then, or never
+    # will be (a failed run, reported below).
+    burst.runs = wait_for_contacts(
+        stack.airflow,
+        burst.created,
         timeout=TIMEOUT_PER_CONTACT_S * contacts,
-        what=f"the {mode} burst's runs",
-        every=POLL_S,
-        check=stack.check_running,
+        on_poll=look_for_leads,
     )
-    calls = sync_calls(before, stack.api_calls())
-    figures = _figures(stack, mode, contacts, create_s, began, wanted, seen, runs, calls)
+    look_for_leads(burst.runs)  # leads written since the last look
+    burst.calls = sync_calls(before, stack.api_calls())
+    figures = _figures(stack, mode, burst)
     return {**figures, "relay_settings": dict(relay), "creates_paced_over_s": create_seconds}
 
 
-def _figures(
-    stack: LiveStack,
-    mode: str,
-    contacts: int,
-    create_s: float,
-    began: float,
-    wanted: Mapping[str, float],
-    seen: Mapping[str, float],
-    runs: list[dict[str, Any]],
-    calls: dict[str, Any],
-) -> dict[str, Any]:
+@dataclass
+class Observed:
+    """What one burst did: when each contact was created (epoch seconds) and its lead first seen
+    in Marketo, the runs it caused, the calls it cost."""
+
+    began: float
+    create_s: float
+    created: dict[str, float]  # contact id → when its Create was sent
+    seen: dict[str, float] = field(default_factory=dict)  # contact id → lead first seen
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    calls: dict[str, Any] = field(default_factory=dict)
+
+
+def _figures(stack: LiveStack, mode: str, burst: Observed) -> dict[str, Any]:
     task_states: Counter[str] = Counter()
     tries = 0
-    for run in runs:
+    for run in burst.runs:
         for task in stack.airflow.task_instances(SYNC_DAG_ID, run["dag_run_id"]):
             task_states[task["state"]] += 1
             tries += task["try_number"]
-    events = Counter(contact_id for run in runs for contact_id in event_ids(run))
-    latencies = [seen[contact_id] - wanted[contact_id] for contact_id in seen]
+    in_runs = Counter(contact_id for run in burst.runs for contact_id in contact_ids_of(run))
+    seen, began, calls = burst.seen, burst.began, burst.calls
+    latencies = [seen[contact_id] - burst.created[contact_id] for contact_id in seen]
     marketo = marketo_calls(calls["marketo"])
+    contacts = len(burst.created)
     figures = {
         "mode": mode,
         "contacts": contacts,
-        "create_s": create_s,
+        "create_s": burst.create_s,
         "leads_in_marketo": len(seen),
         "all_in_marketo_s": max(seen.values()) - began if len(seen) == contacts else None,
-        "last_run_ended_s": max(_ended(run) for run in runs) - began,
+        "last_run_ended_s": max(_ended(run) for run in burst.runs) - began,
         "contact_to_lead_p50_s": percentile(latencies, 0.5) if latencies else None,
         "contact_to_lead_p95_s": percentile(latencies, 0.95) if latencies else None,
-        "runs": len(runs),
-        "failed_runs": sum(run["state"] != "success" for run in runs),
-        "events_in_two_runs": sum(count > 1 for count in events.values()),
+        "runs": len(burst.runs),
+        "failed_runs": sum(run["state"] != "success" for run in burst.runs),
+        "contacts_in_two_runs": sum(count > 1 for count in in_runs.values()),
         "task_instances": sum(task_states.values()),
         "task_tries": tries,
         "task_states": dict(task_states),
@@ -222,7 +218,7 @@ def _figures(
     print(
         f"  {mode}: {len(seen):,}/{contacts:,} leads in Marketo"
         + (f" after {done:.1f} s" if done is not None else "")
-        + f"; {len(runs):,} runs, {figures['failed_runs']} failed",
+        + f"; {figures['runs']:,} runs, {figures['failed_runs']} failed",
         flush=True,
     )
     return figures

@@ -31,13 +31,12 @@ from bench.live import (
     FLOOR_DAG_ID,
     LiveStack,
     WebApiWriter,
-    event_ids,
     poll,
     running_stack,
     sync_calls,
     timestamp,
 )
-from devenv.demo import SYNC_DAG_ID, TERMINAL_STATES
+from devenv.demo import SYNC_DAG_ID, wait_for_contacts
 
 NAME = "latency"
 SUMMARY = "1. latency: one webhook → lead, p50/p95, beside a no-op DAG"
@@ -47,7 +46,6 @@ GOAL = 1.3  # × the floor, p50
 LEAD_TASK = "upsert_leads"
 EVENT_TIMEOUT_S = 180.0
 LEAD_POLL_S = 0.05
-RUN_POLL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -130,12 +128,12 @@ def _sample(
     stack: LiveStack, dag_id: str, record_id: str, created_at: float, lead_at: float | None
 ) -> Sample:
     """The milestones of the run ``record_id``'s webhook caused, once it has ended."""
-    run = poll(
-        lambda: _ended_run(stack, dag_id, record_id),
+    [run] = wait_for_contacts(
+        stack.airflow,
+        [record_id],
         timeout=EVENT_TIMEOUT_S,
-        what=f"the run of {dag_id}",
-        every=RUN_POLL_S,
-        check=stack.check_running,
+        on_poll=lambda runs: stack.check_running(),
+        dag_id=dag_id,
     )
     tasks = stack.airflow.task_instances(dag_id, run["dag_run_id"])
     [upsert] = [ti for ti in tasks if ti["task_id"] == LEAD_TASK]
@@ -147,15 +145,6 @@ def _sample(
         run_end=timestamp(run["end_date"]) - created_at,
         state=run["state"],
     )
-
-
-def _ended_run(stack: LiveStack, dag_id: str, record_id: str) -> dict[str, Any] | None:
-    path = f"/api/v2/dags/{dag_id}/dagRuns"
-    params = {"order_by": "-run_after", "limit": 5}
-    for run in stack.airflow.request("GET", path, params=params).json()["dag_runs"]:
-        if record_id in event_ids(run):
-            return run if run["state"] in TERMINAL_STATES and run["end_date"] else None
-    return None
 
 
 def _stats(samples: Sequence[Sample], field: str) -> tuple[float, float]:

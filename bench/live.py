@@ -133,17 +133,6 @@ class LiveStack:
             "marketo": self.sandbox.marketo.calls(),
         }
 
-    def runs(self, dag_id: str) -> list[dict[str, Any]]:
-        """Every run of ``dag_id`` as the REST API lists them (``conf``, dates, ``state``)."""
-        runs: list[dict[str, Any]] = []
-        path = f"/api/v2/dags/{dag_id}/dagRuns"
-        while True:
-            params = {"limit": 100, "offset": len(runs), "order_by": "id"}
-            page = self.airflow.request("GET", path, params=params).json()
-            runs += page["dag_runs"]
-            if not page["dag_runs"] or len(runs) >= page["total_entries"]:
-                return runs
-
     def check_running(self) -> None:
         """Fail at once, not at a timeout, when a process of the stack died."""
         if not self.airflow.running:
@@ -237,11 +226,6 @@ def sync_calls(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str,
         if not dataverse["answers"]["201"]:
             del dataverse["answers"]["201"]
     return calls
-
-
-def event_ids(run: Mapping[str, Any]) -> list[str]:
-    """The record ids a relayed run was asked about, from its conf."""
-    return [str(event["id"]).lower() for event in (run.get("conf") or {}).get("events", [])]
 
 
 def timestamp(value: str) -> float:

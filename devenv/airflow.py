@@ -298,6 +298,17 @@ class LocalAirflow:
                 raise TimeoutError(f"run {run_id} of {dag_id} still {state} after {timeout:.0f} s")
             time.sleep(_POLL_SECONDS)
 
+    def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
+        """Every run of ``dag_id``, oldest first, as the API lists them (``conf``, dates, state)."""
+        runs: list[dict[str, Any]] = []
+        path = _api_path("dags", dag_id, "dagRuns")
+        while True:
+            params = {"order_by": "run_after", "limit": 100, "offset": len(runs)}
+            page = self.request("GET", path, params=params).json()
+            runs += page["dag_runs"]
+            if not page["dag_runs"] or len(runs) >= page["total_entries"]:
+                return runs
+
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         """The run's task instances as the API returns them (``task_id``, ``state``, ...)."""
         path = _api_path("dags", dag_id, "dagRuns", run_id, "taskInstances")

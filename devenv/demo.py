@@ -186,13 +186,6 @@ def contact_ids_of(run: Mapping[str, Any]) -> set[str]:
     return ids - {""}
 
 
-def list_runs(airflow: LocalAirflow, dag_id: str) -> list[dict[str, Any]]:
-    """The latest 100 runs of ``dag_id``, oldest first."""
-    params = {"order_by": "-run_after", "limit": 100}
-    path = f"/api/v2/dags/{dag_id}/dagRuns"
-    return airflow.request("GET", path, params=params).json()["dag_runs"][::-1]
-
-
 def wait_for_contacts(
     airflow: LocalAirflow,
     contact_ids: Iterable[str],
@@ -206,7 +199,7 @@ def wait_for_contacts(
     wanted = {contact_id.lower() for contact_id in contact_ids}
     deadline = time.monotonic() + timeout
     while True:
-        runs = [run for run in list_runs(airflow, dag_id) if contact_ids_of(run) & wanted]
+        runs = [run for run in airflow.dag_runs(dag_id) if contact_ids_of(run) & wanted]
         if on_poll is not None:
             on_poll(runs)
         covered = set().union(*(contact_ids_of(run) for run in runs)) if runs else set()
@@ -256,7 +249,7 @@ class RunPrinter:
 
     def watch(self) -> None:
         """Print changes to every run of the DAG (after the scenario: runs the user causes)."""
-        self(list_runs(self.airflow, self.dag_id))
+        self(self.airflow.dag_runs(self.dag_id))
 
     def _task_summary(self, run_id: str) -> str:
         """The tasks that did not succeed, and the outcomes the run's report counted."""

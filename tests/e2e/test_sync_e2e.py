@@ -34,7 +34,6 @@ from devenv.demo import (
     SampleRecords,
     contact_ids_of,
     create_sample_records,
-    list_runs,
     wait_for_contacts,
 )
 from devenv.relay import LocalRelay
@@ -289,7 +288,7 @@ def _wait_for_earlier_runs(airflow: LocalAirflow, dag_id: str, timeout: float = 
     failure names the run that held ours back."""
     deadline = time.monotonic() + timeout
     while active := [
-        run for run in list_runs(airflow, dag_id) if run["state"] not in TERMINAL_STATES
+        run for run in airflow.dag_runs(dag_id) if run["state"] not in TERMINAL_STATES
     ]:
         states = {run["dag_run_id"]: run["state"] for run in active}
         assert time.monotonic() < deadline, f"earlier runs of {dag_id} did not end: {states}"

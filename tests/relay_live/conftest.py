@@ -47,7 +47,7 @@ def runs_on_hold(airflow_live: LocalAirflow) -> Iterator[None]:
     DAG unpaused, so a later module sharing this Airflow finds it as it was."""
     airflow_live.request("PATCH", DAG_PATH, json={"is_paused": True})
     yield
-    for run in dag_runs(airflow_live):
+    for run in airflow_live.dag_runs(DAG_ID):
         if run["state"] == "queued":
             path = f"{DAG_PATH}/dagRuns/{quote(run['dag_run_id'], safe='')}"
             airflow_live.request("PATCH", path, json={"state": "failed"})
@@ -122,22 +122,11 @@ def email(tag: str, n: int) -> str:
     return f"{tag}-{n}@example.com"
 
 
-def dag_runs(airflow: LocalAirflow) -> list[dict[str, Any]]:
-    """Every run of the DAG, as the REST API returns them (``dag_run_id``, ``conf``, ...)."""
-    runs: list[dict[str, Any]] = []
-    path = f"{DAG_PATH}/dagRuns"
-    while True:
-        page = airflow.request("GET", path, params={"limit": 100, "offset": len(runs)}).json()
-        runs += page["dag_runs"]
-        if not page["dag_runs"] or len(runs) >= page["total_entries"]:
-            return runs
-
-
 def runs_for(airflow: LocalAirflow, contact_ids: list[str]) -> dict[str, list[str]]:
     """``run id → the ids of its events``, for every run holding an event of ``contact_ids``."""
     wanted = set(contact_ids)
     found = {}
-    for run in dag_runs(airflow):
+    for run in airflow.dag_runs(DAG_ID):
         ids = [event["id"] for event in (run["conf"] or {}).get("events", [])]
         if wanted & set(ids):
             found[run["dag_run_id"]] = ids

@@ -27,7 +27,6 @@ from tests.relay_live.conftest import (
     DAG_ID,
     WEBHOOK_KEY,
     create_contacts,
-    dag_runs,
     delivered_once,
     email,
     wait_for,
@@ -61,7 +60,7 @@ def test_a_webhook_becomes_one_run_with_ids_only(
 
     [delivery] = delivered(dataverse, 1)
     [run_id] = wait_for(lambda: delivered_once(airflow_live, [contact_id]), timeout=30, what="run")
-    [run] = [run for run in dag_runs(airflow_live) if run["dag_run_id"] == run_id]
+    [run] = [run for run in airflow_live.dag_runs(DAG_ID) if run["dag_run_id"] == run_id]
     assert run_id.startswith("relay__")
     [event] = run["conf"]["events"]
     assert {k: v for k, v in event.items() if k != "occurred_at"} == {
