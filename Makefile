@@ -38,7 +38,7 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Debian's postgresql and redis-server for the distributed tests (installed only when missing).
+# Debian's postgresql and redis-server (distributed tests) and chromium (browser tests), when missing.
 services:
 	bash devenv/test_distributed.sh --install-only
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make test-distributed`: the end-to-end scenario on CeleryExecutor + PostgreSQL + Redis, no Docker.
 #
-# Installs Debian's `postgresql` and `redis-server` when their binaries are missing (needs root),
+# Installs Debian's `postgresql`, `redis-server` (and `chromium`, for the browser tests) when missing (needs root),
 # without letting the packages start their system services; then runs `pytest tests/distributed`,
 # whose fixtures start both servers as our own processes on free loopback ports and stop them again.
 # Extra arguments go to pytest. With `--install-only` (what `make test` runs first) it only installs,
@@ -21,6 +21,8 @@ if ! command -v postgres >/dev/null && ! compgen -G "/usr/lib/postgresql/*/bin/p
     missing+=(postgresql)
 fi
 command -v redis-server >/dev/null || missing+=(redis-server)
+# The browser tests' Chromium (driven by Playwright; see devenv/browser.py).
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
 
 if ((${#missing[@]})); then
     if ((EUID != 0)); then
