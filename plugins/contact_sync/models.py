@@ -17,6 +17,10 @@ Action = Literal["create", "update", "unchanged"]
 OutcomeStatus = Literal["created", "updated", "unchanged", "rejected"]
 OUTCOME_STATUSES: tuple[OutcomeStatus, ...] = ("created", "updated", "unchanged", "rejected")
 
+#: Marketo's Lead Database batch limit: at most 300 filter values per lookup, records per page and
+#: records per Sync Leads / Delete Leads call ("Lead Database", Adobe Experience League).
+MAX_RECORDS_PER_CALL = 300
+
 
 class _Record:
     """``to_dict``/``from_dict`` for flat dataclasses; nested ones override ``from_dict``."""
