@@ -142,7 +142,7 @@ def test_the_realtime_dag_validates_its_conf_and_pools_marketo(dagbag):
     assert set(dag.params) == {"events", "webhookRequest", "contact_ids"}
     assert tuple(task.task_id for task in dag.topological_sort()) == REALTIME_TASK_IDS
     marketo_tasks = {task.task_id for task in dag.tasks if task.pool == "marketo_api"}
-    assert marketo_tasks == {"find_leads", "upsert_leads"}
+    assert marketo_tasks == {"sync_contacts"}
 
 
 def test_ruff_air3_rules_pass_on_dags_and_plugins():
