@@ -40,9 +40,9 @@ __all__ = [
     "parent_account_id",
 ]
 
-#: Contact columns a map may read (custom ones go in ``extra_columns``): the "contact EntityType"
+#: Contact columns a map may read (custom ones go in ``extra_columns``): the contact table
 #: of the Dataverse Web API reference,
-#: https://learn.microsoft.com/power-apps/developer/data-platform/webapi/reference/contact
+#: https://learn.microsoft.com/power-apps/developer/data-platform/reference/entities/contact
 CONTACT_COLUMNS = frozenset(
     {
         "emailaddress1", "emailaddress2", "emailaddress3", "firstname", "lastname",
@@ -52,8 +52,8 @@ CONTACT_COLUMNS = frozenset(
         "description", "jobtitle", "modifiedon", "statecode", "statuscode",
     }
 )  # fmt: skip
-#: Account columns: the "account EntityType",
-#: https://learn.microsoft.com/power-apps/developer/data-platform/webapi/reference/account
+#: Account columns: the account table,
+#: https://learn.microsoft.com/power-apps/developer/data-platform/reference/entities/account
 ACCOUNT_COLUMNS = frozenset(
     {
         "name", "address1_line1", "address1_line2", "address1_line3", "address1_composite",

@@ -27,7 +27,7 @@ class _Record:
     """``to_dict``/``from_dict`` for flat dataclasses; nested ones override ``from_dict``."""
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict (tuples become lists)."""
+        """A dict of the fields (nested dataclasses as dicts)."""
         return dataclasses.asdict(self)
 
     @classmethod
@@ -95,6 +95,10 @@ class Decision(_Record):
     fields: dict[str, Any] = field(default_factory=dict)
     changed: tuple[str, ...] = ()
 
+    def to_dict(self) -> dict[str, Any]:
+        # A list: Airflow's XCom serializer would store a tuple as a tagged object, not JSON.
+        return {**super().to_dict(), "changed": list(self.changed)}
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
         return cls(**{**data, "changed": tuple(data.get("changed", ()))})
@@ -130,6 +134,10 @@ class Outcome(_Record):
     reason_code: str | None = None
     reason: str | None = None
     changed: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        # A list: Airflow's XCom serializer would store a tuple as a tagged object, not JSON.
+        return {**super().to_dict(), "changed": list(self.changed)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:

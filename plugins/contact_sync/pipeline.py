@@ -48,6 +48,7 @@ from contact_sync.decide import (
     merge_results,
     plan_writes,
 )
+from contact_sync.events import normalize_guid
 from contact_sync.mapping import EMAIL_FIELD, Mappings, map_contacts, parent_account_id
 from contact_sync.models import CompanyDraft, LeadDraft, Outcome, Rejection
 
@@ -315,7 +316,7 @@ def sync_contacts(
     The records need the columns of ``mappings.contact_select``; read with
     ``account_select=mappings.account_select`` their accounts come along and are not queried.
     """
-    by_id = {str(contact["contactid"]).lower(): contact for contact in contacts}
+    by_id = {normalize_guid(c["contactid"], what="contactid"): c for c in contacts}
     return _sync(dynamics, marketo, list(by_id), by_id, mappings)
 
 

@@ -64,8 +64,8 @@ log = logging.getLogger(__name__)
 #: The window of a run Airflow gave no data interval (a REST trigger without a logical date):
 #: the period of the default nightly schedule, ending when the run was triggered.
 DEFAULT_LOOKBACK = timedelta(days=1)
-# Contact "Status" (statecode): 0 Active, 1 Inactive ("contact EntityType", Dataverse Web API
-# reference, https://learn.microsoft.com/power-apps/developer/data-platform/webapi/reference/contact).
+# Contact "Status" (statecode): 0 Active, 1 Inactive (the contact table reference,
+# https://learn.microsoft.com/power-apps/developer/data-platform/reference/entities/contact).
 _ACTIVE = "statecode eq 0"
 
 

@@ -20,7 +20,8 @@ from contact_sync.events import (
 )
 from tests.fixtures import WEBHOOK_FIXTURE
 
-# Microsoft's sample payload (dynamics365-api.md §1.5), copied from shared/fixtures.
+# Microsoft's sample payload ("Use webhooks",
+# https://learn.microsoft.com/power-apps/developer/data-platform/use-webhooks).
 FIXTURE = WEBHOOK_FIXTURE
 CONTACT_ID = "6d81597f-0f9f-e711-8122-000d3aa2331c"
 OTHER_ID = "78914942-34cb-ed11-b596-0022481d68cd"
