@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bench import PROJECT_ROOT, RESULTS_DIR
+from contact_sync.report import text_table
 from devenv.sandbox import connection_env
 from sandbox.common.server import ServerThread
 from sandbox.dataverse import DataverseService
@@ -163,18 +164,8 @@ def save_results(benchmark: str, results: Mapping[str, Any]) -> Path:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain-text table: the first column left-aligned, the others right-aligned."""
-    cells = [[str(h) for h in headers], *[[_cell(value) for value in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = []
-    for number, row in enumerate(cells):
-        padded = [
-            value.ljust(width) if i == 0 else value.rjust(width)
-            for i, (value, width) in enumerate(zip(row, widths, strict=True))
-        ]
-        lines.append("  ".join(padded).rstrip())
-        if number == 0:
-            lines.append("  ".join("-" * width for width in widths))
-    return "\n".join(lines)
+    cells = [headers, *[[_cell(value) for value in row] for row in rows]]
+    return "\n".join(text_table(cells, right_align=True))
 
 
 def ratio(value: float, reference: float) -> str:

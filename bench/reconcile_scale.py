@@ -159,7 +159,7 @@ def reconcile_in_worker(env: Mapping[str, str], contacts: int) -> dict[str, Any]
     report = reconcile(dynamics, marketo, Window(since=SINCE, until=UNTIL), mappings)
     wall = time.monotonic() - started
     summary = report.to_dict()
-    del summary["rejected_contacts"]  # ids only, but thousands of them
+    del summary["rejected"]  # ids only, but thousands of them
     return {"wall_s": wall, "rss_baseline_mb": baseline, "rss_peak_mb": peak_rss_mb(), **summary}
 
 
@@ -184,7 +184,8 @@ def measure(
     writes = marketo.get("POST /rest/v1/leads.json", 0)
     # Every contact ends created, updated, unchanged or rejected for having no email: anything
     # else (a Marketo refusal, a contact never read) is a failed record.
-    failed = (dataset.contacts - run["scanned"]) + (run["rejected"] - dataset.without_email)
+    rejected = run["counts"]["rejected"]
+    failed = (dataset.contacts - run["total"]) + (rejected - dataset.without_email)
     return {
         "dataset": {
             "contacts": dataset.contacts,

@@ -15,12 +15,14 @@ its data interval over `modifiedon`: the 24 hours before it. Trigger with params
 - `slices`: the window is cut into this many time slices, reconciled as parallel mapped tasks.
 
 **Tasks.** `plan_windows` → `reconcile_window` (one mapped task per slice, in pool `marketo_api`;
-a failed slice retries alone) → `report`.
+a failed slice retries alone) → `report`. Retries as in the real-time DAG: outages and rate limits
+are retried; configuration, credentials, mapping errors and Marketo's daily quota fail at once.
 
-**Report.** `report` logs a table (scanned, in sync, created, updated, rejected by reason, API calls
-per service) and returns it as XCom (`return_value`, see the XCom tab). Contacts that cannot go to
-Marketo (no email, invalid email, skipped by Marketo) are listed by id and do not fail the run; an
-API failure that outlasts the retries does. XCom holds contact ids and reason codes only.
+**Report.** `report` logs a table (contacts per outcome, rejected by reason, API calls per
+service), the same report as the real-time DAG's, and returns it as XCom (`return_value`, see the
+XCom tab). Contacts that cannot go to Marketo (no email, invalid email, skipped by Marketo) are
+listed by id and do not fail the run; an API failure that outlasts the retries does. XCom holds
+contact ids and reason codes only.
 
 **Limits.** Marketo allows 10 concurrent calls per instance; each task's hook uses at most 5, so
 keep the `marketo_api` pool at 2 slots or fewer for this DAG and the real-time one together.
@@ -29,19 +31,18 @@ Dataverse 429 `Retry-After` is honoured by the hook.
 
 from __future__ import annotations
 
-import logging
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
 
-log = logging.getLogger(__name__)
+from contact_sync import tasks
+from contact_sync.reconcile import Window
 
 # Read from the environment at parse time (no Variable, no DB): the scheduler must know it then.
 SCHEDULE = os.environ.get("CONTACT_SYNC_RECONCILE_CRON", "0 2 * * *")
 DEFAULT_SLICES = 4
-MARKETO_POOL = "marketo_api"
 # ISO-8601 date, or timestamp with an explicit offset; checked when the run is triggered.
 _MOMENT = r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2}))?$"
 
@@ -59,12 +60,7 @@ def _moment_param(description: str) -> Param:
     # Two runs at once would split Marketo's limits and race on the same leads.
     max_active_runs=1,
     tags=["contact-sync", "dynamics365", "marketo", "reconciliation"],
-    default_args={
-        # Every step decides against the current state of both services: safe to repeat.
-        "retries": 2,
-        "retry_delay": timedelta(minutes=2),
-        "retry_exponential_backoff": True,
-    },
+    default_args=tasks.DEFAULT_ARGS,
     params={
         "since": _moment_param("Start of a backfill (inclusive), e.g. 2025-01-31T00:00:00Z"),
         "until": _moment_param("End of a backfill (exclusive), e.g. 2025-02-01"),
@@ -85,47 +81,22 @@ def dynamics_marketo_reconciliation() -> None:
     @task
     def plan_windows() -> list[dict[str, Any]]:
         """The run's window from its params and data interval, cut into time slices."""
-        from contact_sync import reconcile as reconciliation
-        from contact_sync.hooks.dynamics import DynamicsHook
-
         context = get_current_context()
-        params = context["params"]
-        window = reconciliation.resolve_window(
-            since=params["since"],
-            until=params["until"],
-            full_pass=params["full_pass"],
-            interval_start=context.get("data_interval_start"),
-            interval_end=context.get("data_interval_end"),
-            run_after=context["dag_run"].run_after,
-        )
-        windows = reconciliation.plan_windows(
-            DynamicsHook(), window, params["slices"], now=context["dag_run"].run_after
-        )
-        return [slice_.to_dict() for slice_ in windows]
+        return tasks.plan_windows(context["params"], context)
 
     # multiple_outputs=False: the dict is one report, not one XCom per key.
-    @task(pool=MARKETO_POOL, map_index_template="{{ window_label }}", multiple_outputs=False)
+    @task(pool=tasks.MARKETO_POOL, map_index_template="{{ window_label }}", multiple_outputs=False)
     def reconcile_window(window: dict[str, Any]) -> dict[str, Any]:
         """Reconcile one time slice; its report (counts, rejected ids, API calls) as XCom."""
-        from contact_sync import reconcile as reconciliation
-        from contact_sync.hooks.dynamics import DynamicsHook
-        from contact_sync.hooks.marketo import MarketoHook
-        from contact_sync.mapping import load_mappings
-
-        slice_ = reconciliation.Window.from_dict(window)
         # Names the mapped task instance in the UI by its window (map_index_template).
-        get_current_context()["window_label"] = slice_.label  # type: ignore[typeddict-unknown-key]
-        result = reconciliation.reconcile(DynamicsHook(), MarketoHook(), slice_, load_mappings())
-        return result.to_dict()
+        label = Window.from_dict(window).label
+        get_current_context()["window_label"] = label  # type: ignore[typeddict-unknown-key]
+        return tasks.reconcile_window(window)
 
     @task(multiple_outputs=False)
     def report(reports: list[dict[str, Any]]) -> dict[str, Any]:
         """Merge the slices' reports, log the table and return it (the XCom the UI shows)."""
-        from contact_sync.reconcile import ReconcileReport
-
-        merged = ReconcileReport.merge(ReconcileReport.from_dict(item) for item in reports)
-        log.info("Reconciliation report\n%s", merged.as_text())
-        return merged.to_dict()
+        return tasks.report_reconciliation(reports)
 
     report(reconcile_window.expand(window=plan_windows()))
 

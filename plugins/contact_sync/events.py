@@ -18,7 +18,6 @@ from typing import Any
 
 __all__ = [
     "RUN_CONF_PARAM_SCHEMAS",
-    "RUN_CONF_SCHEMA",
     "ContactEvent",
     "EventError",
     "Refusal",
@@ -275,17 +274,6 @@ RUN_CONF_PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     },
 }
 
-#: The whole conf: exactly one of the three forms, nothing else.
-RUN_CONF_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": RUN_CONF_PARAM_SCHEMAS,
-    "additionalProperties": False,
-    "oneOf": [
-        {"required": [form], "properties": {form: {"not": {"type": "null"}}}}
-        for form in _CONF_FORMS
-    ],
-}
-
 
 @dataclass(frozen=True)
 class Refusal:
@@ -359,7 +347,7 @@ def _events_of(conf: Mapping[str, Any], form: str) -> list[tuple[str, ContactEve
 
 
 def parse_run_conf(conf: Mapping[str, Any] | None) -> SyncRequest:
-    """Validate a run conf (see :data:`RUN_CONF_SCHEMA`) into a :class:`SyncRequest`.
+    """Validate a run conf into a :class:`SyncRequest`.
 
     Events that are not a contact Create/Update are refused with their reason, not raised: the run
     reports them. Keys set to ``null`` count as absent (Airflow fills unset params with defaults).

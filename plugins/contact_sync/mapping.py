@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from contact_sync.errors import ConfigurationError
 from contact_sync.events import normalize_guid
 from contact_sync.models import CompanyDraft, LeadDraft, Rejection
 
@@ -39,7 +40,9 @@ __all__ = [
     "parent_account_id",
 ]
 
-#: Contact columns of dynamics365-api.md §4 a map may read (custom ones go in ``extra_columns``).
+#: Contact columns a map may read (custom ones go in ``extra_columns``): the contact table
+#: of the Dataverse Web API reference,
+#: https://learn.microsoft.com/power-apps/developer/data-platform/reference/entities/contact
 CONTACT_COLUMNS = frozenset(
     {
         "emailaddress1", "emailaddress2", "emailaddress3", "firstname", "lastname",
@@ -49,7 +52,8 @@ CONTACT_COLUMNS = frozenset(
         "description", "jobtitle", "modifiedon", "statecode", "statuscode",
     }
 )  # fmt: skip
-#: Account columns of dynamics365-api.md §4.
+#: Account columns: the account table,
+#: https://learn.microsoft.com/power-apps/developer/data-platform/reference/entities/account
 ACCOUNT_COLUMNS = frozenset(
     {
         "name", "address1_line1", "address1_line2", "address1_line3", "address1_composite",
@@ -76,8 +80,11 @@ _EMAIL_RE = re.compile(
 )
 
 
-class MappingError(ValueError):
-    """A mapping or settings file is wrong; the message names the file, the entry and the field."""
+class MappingError(ConfigurationError, ValueError):
+    """A mapping or settings file is wrong; the message names the file, the entry and the field.
+
+    A :class:`~contact_sync.errors.ConfigurationError`: retrying cannot fix it, so the DAGs' retry
+    policy fails the task at once."""
 
 
 class ConversionError(ValueError):

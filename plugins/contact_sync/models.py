@@ -1,9 +1,10 @@
 """The values that flow through the sync pipeline, from run conf to report.
 
-All are frozen dataclasses of JSON-able fields with ``to_dict``/``from_dict``, so a DAG passes them
-between tasks as plain-dict XCom (independent of Airflow's allow-list for deserialized classes).
-None of them holds an email except the lead payloads bound for Marketo
-(:class:`LeadDraft`, :class:`Decision`, :class:`WriteRequest`): never log those, log ids.
+All are frozen dataclasses of JSON-able fields with ``to_dict``/``from_dict``. Only the ones
+without contact data may leave the task that made them (XCom, logs): :class:`Rejection` and
+:class:`Outcome` hold ids, statuses, reasons and field *names*. The lead payloads bound for Marketo
+(:class:`LeadDraft`, :class:`CompanyDraft`, :class:`Decision`, :class:`WriteRequest`) hold contact
+field values: they live inside ``sync_contacts`` only, never in XCom or a log line.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class _Record:
     """``to_dict``/``from_dict`` for flat dataclasses; nested ones override ``from_dict``."""
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict (tuples become lists)."""
+        """A dict of the fields (nested dataclasses as dicts)."""
         return dataclasses.asdict(self)
 
     @classmethod
@@ -94,6 +95,10 @@ class Decision(_Record):
     fields: dict[str, Any] = field(default_factory=dict)
     changed: tuple[str, ...] = ()
 
+    def to_dict(self) -> dict[str, Any]:
+        # A list: Airflow's XCom serializer would store a tuple as a tagged object, not JSON.
+        return {**super().to_dict(), "changed": list(self.changed)}
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
         return cls(**{**data, "changed": tuple(data.get("changed", ()))})
@@ -120,13 +125,23 @@ class WriteRequest(_Record):
 
 @dataclass(frozen=True)
 class Outcome(_Record):
-    """How one contact of the run ended. ``reason_code`` groups rejections for counting."""
+    """How one contact of the run ended. ``reason_code`` groups rejections for counting;
+    ``changed`` names the Marketo fields written (names only, never their values)."""
 
     contact_id: str
     status: OutcomeStatus
     lead_id: int | None = None
     reason_code: str | None = None
     reason: str | None = None
+    changed: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        # A list: Airflow's XCom serializer would store a tuple as a tagged object, not JSON.
+        return {**super().to_dict(), "changed": list(self.changed)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        return cls(**{**data, "changed": tuple(data.get("changed", ()))})
 
     @classmethod
     def rejected(cls, rejection: Rejection) -> Self:

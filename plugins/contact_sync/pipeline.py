@@ -1,25 +1,30 @@
-"""The sync pipeline as steps: read contacts and accounts, map, look leads up, write, account.
+"""The sync pipeline: read contacts and accounts, map, look leads up, write; one outcome per id.
 
-One pipeline, two triggers. The real-time DAG (``dags/dynamics_contact_to_marketo.py``) runs the
-steps one task each, passing their results as XCom; the nightly reconciliation runs them per page
-of contacts through :func:`sync_contacts`. No Airflow import here: the hooks come in as arguments
-(anything with the methods of :class:`ContactReader` / :class:`LeadWriter`).
+One pipeline, two triggers, no Airflow import (the hooks come in as arguments: anything with the
+methods of :class:`ContactReader` / :class:`LeadWriter`). The real-time DAG runs
+:func:`sync_ids` for the ids of its run conf inside one task (``contact_sync.tasks``); the nightly
+reconciliation runs :func:`sync_contacts` per page of contacts it read. Contact field values stay
+inside these calls: what comes out is :class:`~contact_sync.models.Outcome` (ids, statuses,
+reasons, changed field names).
 
 Call order and API economy for a batch of ≤ 300 contacts::
 
     contacts, not_found = fetch_contacts(dynamics, ids, mappings)      # 1 Dataverse query
     accounts = fetch_accounts(dynamics, contacts, mappings)             # ≤ 1 Dataverse query
     drafts, rejections = map_to_leads(ids, contacts, accounts, mappings)
-    found = find_leads(marketo, drafts, mappings)                       # ≤ 2 Marketo lookups
-    written = upsert_leads(marketo, drafts, found, mappings)            # the writes needed
-    outcomes = collect_outcomes(ids, rejections, written)               # one per id, in order
+    found = find_leads(marketo, drafts, mappings)                       # 1 lookup, ≤ 2
+    outcomes = upsert_leads(marketo, drafts, found, mappings,           # the writes needed
+                            contact_ids=ids, rejections=rejections)     # one per id, in order
 
 (The hooks split larger inputs: ids by URL length, lookups and writes by 300.)
 
-Stable interface (the reconciliation calls it): the names and signatures of ``fetch_contacts``,
-``fetch_accounts``, ``map_to_leads``, ``find_leads``, ``upsert_leads``, ``collect_outcomes``,
-``sync_contacts`` and ``summarise_api_calls``. Note ``map_to_leads`` takes the ordered contact ids
-first, so an id Dataverse did not return becomes a "contact not found" rejection there.
+**Lookups: by email first, by contact id only where needed** (the email-change rule of
+:mod:`contact_sync.decide`: a lead linked to the contact by the contact-id field wins, whatever its
+email). A contact whose email lookup already returned a lead linked to it *with that same email*
+needs nothing more: every lead with its email was found, so ``decide`` would pick that lead (or an
+equal one) even knowing every lead linked to it. For every other contact (new ones, changed
+emails, leads not linked yet) the contact-id lookup runs, so an email change still updates the old
+lead instead of creating a duplicate. Once leads are linked, a batch costs ``ceil(n/300)`` lookups.
 
 Every step is safe to repeat (task retries, cleared tasks): writes are decided against what Marketo
 holds, creates are ``createOnly`` and fall back to an update when the lead appeared meanwhile.
@@ -31,23 +36,31 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from contact_sync.decide import decide, final_outcomes, lead_lookups, merge_results, plan_writes
-from contact_sync.mapping import Mappings, map_contacts, parent_account_id
+from contact_sync.decide import (
+    decide,
+    email_key,
+    final_outcomes,
+    guid_key,
+    lead_lookups,
+    merge_results,
+    plan_writes,
+)
+from contact_sync.events import normalize_guid
+from contact_sync.mapping import EMAIL_FIELD, Mappings, map_contacts, parent_account_id
 from contact_sync.models import CompanyDraft, LeadDraft, Outcome, Rejection
 
 __all__ = [
     "ContactReader",
     "LeadWriter",
-    "collect_outcomes",
     "fetch_accounts",
     "fetch_contacts",
     "find_leads",
     "map_to_leads",
-    "summarise_api_calls",
     "sync_contacts",
+    "sync_ids",
     "upsert_leads",
 ]
 
@@ -171,15 +184,34 @@ def map_to_leads(
 def find_leads(
     marketo: LeadWriter, drafts: Sequence[LeadDraft], mappings: Mappings
 ) -> list[dict[str, Any]]:
-    """Every Marketo lead a decision may need: by email, and by the contact-id field if set.
-
-    Two lookups at most (each split into calls of 300 values by the hook); a lead found by both
-    is returned once.
-    """
-    leads: dict[Any, dict[str, Any]] = {}
-    for lookup in lead_lookups(drafts, mappings):
-        for lead in marketo.find_leads(lookup.filter_type, lookup.values, fields=lookup.fields):
-            leads.setdefault(lead["id"], lead)
+    """Every Marketo lead a decision may need: by email, then by the contact-id field for the
+    drafts whose email lookup did not settle them (see the module docstring); each lead once."""
+    lookups = lead_lookups(drafts, mappings)
+    if not lookups:
+        return []
+    by_email, *by_contact = lookups
+    leads = {
+        lead["id"]: lead
+        for lead in marketo.find_leads(
+            by_email.filter_type, by_email.values, fields=by_email.fields
+        )
+    }
+    contact_field = mappings.settings.contact_id_field
+    if by_contact and contact_field:
+        (lookup,) = by_contact
+        # The same keys decide() matches leads with, so this test cannot drift from its rule.
+        settled = {
+            (guid_key(lead.get(contact_field)), email_key(lead.get(EMAIL_FIELD)))
+            for lead in leads.values()
+        }
+        pending = [
+            draft.contact_id
+            for draft in drafts
+            if (draft.contact_id, email_key(draft.email)) not in settled
+        ]
+        if pending:
+            for lead in marketo.find_leads(lookup.filter_type, pending, fields=lookup.fields):
+                leads.setdefault(lead["id"], lead)
     return list(leads.values())
 
 
@@ -188,8 +220,13 @@ def upsert_leads(
     drafts: Sequence[LeadDraft],
     found: Iterable[Mapping[str, Any]],
     mappings: Mappings,
+    *,
+    contact_ids: Sequence[str] | None = None,
+    rejections: Iterable[Rejection] = (),
 ) -> list[Outcome]:
-    """Create, update or leave each draft's lead; one outcome per draft, in draft order.
+    """Create, update or leave each draft's lead; exactly one outcome per id of ``contact_ids``
+    (default: the drafts'), in that order, ``rejections`` (of mapping) included. An id with no
+    outcome is a bug and raises ``ValueError``.
 
     In ``company_record`` mode the companies are written first, so a lead is never linked to a
     company that does not exist; a contact whose company Marketo skipped is rejected and its lead
@@ -221,8 +258,8 @@ def upsert_leads(
         written.extend(merged.outcomes)
         pending.extend(merged.follow_ups)
     return final_outcomes(
-        [draft.contact_id for draft in drafts],
-        blocked.values(),
+        [draft.contact_id for draft in drafts] if contact_ids is None else contact_ids,
+        [*rejections, *blocked.values()],
         dataclasses.replace(plan, decisions=kept),
         written,
     )
@@ -257,17 +294,15 @@ def _sync_companies(
 # --- Composition and accounting -----------------------------------------------------------------
 
 
-def collect_outcomes(
-    contact_ids: Sequence[str], rejections: Iterable[Rejection], written: Iterable[Outcome]
+def sync_ids(
+    dynamics: ContactReader, marketo: LeadWriter, contact_ids: Sequence[str], mappings: Mappings
 ) -> list[Outcome]:
-    """Exactly one outcome per id, in ``contact_ids`` order, from mapping rejections and
-    :func:`upsert_leads`' outcomes; an id with neither is a bug and raises ``ValueError``."""
-    by_contact = {rejection.contact_id: Outcome.rejected(rejection) for rejection in rejections}
-    by_contact.update((outcome.contact_id, outcome) for outcome in written)
-    missing = [contact_id for contact_id in contact_ids if contact_id not in by_contact]
-    if missing:
-        raise ValueError(f"{len(missing)} contact(s) have no outcome, e.g. {missing[0]}")
-    return [by_contact[contact_id] for contact_id in contact_ids]
+    """Sync the contacts named by id (the real-time batch); one outcome per id, in order.
+
+    Always a fresh read of each contact and its account: the event gave the id only.
+    """
+    contacts, _ = fetch_contacts(dynamics, contact_ids, mappings)
+    return _sync(dynamics, marketo, contact_ids, contacts, mappings)
 
 
 def sync_contacts(
@@ -275,35 +310,26 @@ def sync_contacts(
     marketo: LeadWriter,
     contacts: Sequence[Mapping[str, Any]],
     mappings: Mappings,
-    *,
-    find: Callable[[LeadWriter, Sequence[LeadDraft], Mappings], list[dict[str, Any]]] = find_leads,
 ) -> list[Outcome]:
     """Sync contacts already read from Dataverse (a reconciliation page); one outcome each.
-
-    ``find`` is the lead lookup strategy (the reconciliation passes its email-first variant).
 
     The records need the columns of ``mappings.contact_select``; read with
     ``account_select=mappings.account_select`` their accounts come along and are not queried.
     """
-    by_id = {str(contact["contactid"]).lower(): contact for contact in contacts}
-    contact_ids = list(by_id)
-    accounts = fetch_accounts(dynamics, by_id, mappings)
-    drafts, rejections = map_to_leads(contact_ids, by_id, accounts, mappings)
-    found = find(marketo, drafts, mappings)
-    written = upsert_leads(marketo, drafts, found, mappings)
-    return collect_outcomes(contact_ids, rejections, written)
+    by_id = {normalize_guid(c["contactid"], what="contactid"): c for c in contacts}
+    return _sync(dynamics, marketo, list(by_id), by_id, mappings)
 
 
-def summarise_api_calls(
-    counts: Iterable[Mapping[str, Mapping[str, int]]],
-) -> dict[str, dict[str, Any]]:
-    """Add up per-step call counts ``{service: {"METHOD /path": n}}`` (a hook's ``api_calls``)
-    into ``{service: {"total": n, "by_endpoint": {...}}}`` for the run report."""
-    totals: dict[str, Counter[str]] = {}
-    for step in counts:
-        for service, by_endpoint in step.items():
-            totals.setdefault(service, Counter()).update(by_endpoint)
-    return {
-        service: {"total": sum(calls.values()), "by_endpoint": dict(sorted(calls.items()))}
-        for service, calls in sorted(totals.items())
-    }
+def _sync(
+    dynamics: ContactReader,
+    marketo: LeadWriter,
+    contact_ids: Sequence[str],
+    contacts: Mapping[str, Mapping[str, Any]],
+    mappings: Mappings,
+) -> list[Outcome]:
+    accounts = fetch_accounts(dynamics, contacts, mappings)
+    drafts, rejections = map_to_leads(contact_ids, contacts, accounts, mappings)
+    found = find_leads(marketo, drafts, mappings)
+    return upsert_leads(
+        marketo, drafts, found, mappings, contact_ids=contact_ids, rejections=rejections
+    )

@@ -1,96 +1,196 @@
-"""The run report: counts by outcome and reason, rejected contacts by id. Never an email address."""
+"""The run report of both DAGs: counts by outcome and reason, rejected contacts by id, the conf
+items refused, the windows and pages read, the API calls sent. Never a contact field value.
+
+The real-time DAG builds one from its single batch; the reconciliation adds its pages one by one
+and merges its time slices (:meth:`RunReport.merge`). The same dict (:meth:`RunReport.to_dict`) is
+what each DAG's ``report`` task leaves as XCom, and :meth:`RunReport.as_text` what it logs.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from contact_sync.events import Refusal
 from contact_sync.models import OUTCOME_STATUSES, Outcome
 
-__all__ = ["SyncReport", "text_table"]
+__all__ = ["MAX_LISTED", "RunReport", "summarise_api_calls", "text_table"]
+
+#: Rejected contacts listed by id in the report (XCom lives in the metadata DB; a full pass over a
+#: large table may reject many). The task log lists every one of them, page by page.
+MAX_LISTED = 1_000
 
 
-@dataclass(frozen=True)
-class SyncReport:
-    """What a run did, for the task log (:meth:`as_text`) and XCom (:meth:`as_dict`)."""
+def summarise_api_calls(
+    counts: Iterable[Mapping[str, Mapping[str, int]]],
+) -> dict[str, dict[str, Any]]:
+    """Add up call counts ``{service: {"METHOD /path": n}}`` (the hooks' ``api_calls`` counters,
+    read when a task ends) into ``{service: {"total": n, "by_endpoint": {...}}}``."""
+    totals: dict[str, Counter[str]] = {}
+    for step in counts:
+        for service, by_endpoint in step.items():
+            totals.setdefault(service, Counter()).update(by_endpoint)
+    return {
+        service: {"total": sum(calls.values()), "by_endpoint": dict(sorted(calls.items()))}
+        for service, calls in sorted(totals.items())
+    }
 
-    outcomes: tuple[Outcome, ...]
-    refused: tuple[Refusal, ...] = ()
+
+@dataclass
+class RunReport:
+    """What a run did; ids, statuses, reason codes and texts, counts only.
+
+    ``api_calls`` has :func:`summarise_api_calls`' shape. ``windows``/``pages`` stay empty for the
+    real-time DAG, ``refused`` for the reconciliation.
+    """
+
+    counts: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+    rejected: list[dict[str, str | None]] = field(default_factory=list)
+    unlisted: int = 0
+    refused: list[dict[str, str | None]] = field(default_factory=list)
+    windows: list[str] = field(default_factory=list)
+    pages: int = 0
+    api_calls: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, outcomes: Iterable[Outcome], refused: Iterable[Refusal] = ()) -> SyncReport:
-        """A report over one run's outcomes and the conf items it refused."""
-        return cls(tuple(outcomes), tuple(refused))
-
-    @property
-    def counts(self) -> dict[str, int]:
-        """Contacts per outcome; every outcome is listed, 0 included, so columns stay stable."""
-        found = Counter(outcome.status for outcome in self.outcomes)
-        return {status: found[status] for status in OUTCOME_STATUSES}
-
-    @property
-    def rejected(self) -> tuple[Outcome, ...]:
-        return tuple(outcome for outcome in self.outcomes if outcome.status == "rejected")
-
-    @property
-    def reasons(self) -> dict[str, int]:
-        """Rejections per reason code, most frequent first."""
-        return dict(
-            Counter(outcome.reason_code or "unknown" for outcome in self.rejected).most_common()
+    def build(
+        cls,
+        outcomes: Iterable[Outcome],
+        refused: Iterable[Refusal] = (),
+        api_calls: Mapping[str, Mapping[str, int]] | None = None,
+    ) -> RunReport:
+        """A report over one batch's outcomes, the conf items refused and the hooks' counters."""
+        report = cls(
+            refused=[{"item": r.item, "id": r.id, "reason": r.reason} for r in refused],
+            api_calls=summarise_api_calls([api_calls or {}]),
         )
+        report.add(outcomes)
+        return report
+
+    @property
+    def total(self) -> int:
+        """Contacts with an outcome (each contact of the run has exactly one)."""
+        return sum(self.counts.values())
+
+    @property
+    def writes(self) -> int:
+        """Leads created or updated."""
+        return self.counts["created"] + self.counts["updated"]
 
     @property
     def failed(self) -> bool:
-        """True when a contact was rejected: the run should end failed, after the good writes."""
-        return bool(self.rejected)
+        """True when a contact was rejected (the real-time DAG then fails, after the writes)."""
+        return bool(self.counts["rejected"])
 
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-able summary; ids and reasons only."""
+    def add(self, outcomes: Iterable[Outcome]) -> None:
+        """Count outcomes; rejected contacts are listed up to :data:`MAX_LISTED`."""
+        for outcome in outcomes:
+            self.counts[outcome.status] += 1
+            if outcome.status == "rejected":
+                self.reasons[outcome.reason_code or "unknown"] += 1
+                self._list({"contact_id": outcome.contact_id, "reason": outcome.reason})
+
+    def _list(self, rejected: dict[str, str | None]) -> None:
+        if len(self.rejected) < MAX_LISTED:
+            self.rejected.append(rejected)
+        else:
+            self.unlisted += 1
+
+    @classmethod
+    def merge(cls, reports: Iterable[RunReport]) -> RunReport:
+        """One report over several (the time slices of a reconciliation)."""
+        merged = cls()
+        calls: list[dict[str, dict[str, int]]] = []
+        for report in reports:
+            merged.counts.update(report.counts)
+            merged.reasons.update(report.reasons)
+            for rejected in report.rejected:
+                merged._list(rejected)
+            merged.unlisted += report.unlisted
+            merged.refused += report.refused
+            merged.windows += report.windows
+            merged.pages += report.pages
+            calls.append({service: c["by_endpoint"] for service, c in report.api_calls.items()})
+        merged.api_calls = summarise_api_calls(calls)
+        return merged
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary for XCom (the UI's XCom tab shows it)."""
         return {
-            "total": len(self.outcomes),
-            "counts": self.counts,
-            "reasons": self.reasons,
-            "rejected": [
-                {"contact_id": outcome.contact_id, "reason": outcome.reason}
-                for outcome in self.rejected
-            ],
-            "refused": [
-                {"item": refusal.item, "id": refusal.id, "reason": refusal.reason}
-                for refusal in self.refused
-            ],
+            "total": self.total,
+            # Every outcome is listed, 0 included, so columns stay stable.
+            "counts": {status: self.counts[status] for status in OUTCOME_STATUSES},
+            "reasons": dict(self.reasons.most_common()),
+            "rejected": [dict(item) for item in self.rejected],
+            "rejected_not_listed": self.unlisted,
+            "refused": [dict(item) for item in self.refused],
+            "windows": list(self.windows),
+            "pages": self.pages,
+            "api_calls": self.api_calls,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunReport:
+        """Rebuild from :meth:`to_dict` output."""
+        return cls(
+            counts=Counter({k: v for k, v in data["counts"].items() if v}),
+            reasons=Counter(data["reasons"]),
+            rejected=[dict(item) for item in data["rejected"]],
+            unlisted=data["rejected_not_listed"],
+            refused=[dict(item) for item in data["refused"]],
+            windows=list(data["windows"]),
+            pages=data["pages"],
+            api_calls={service: dict(calls) for service, calls in data["api_calls"].items()},
+        )
+
     def as_text(self) -> str:
-        """A plain-text table for the task log."""
-        rows = [("outcome", "contacts"), *self.counts.items(), ("total", len(self.outcomes))]
-        lines = text_table(rows)
-        if self.reasons:
-            lines += ["", *text_table([("rejection reason", "contacts"), *self.reasons.items()])]
+        """Plain-text tables for the task log."""
+        lines: list[str] = []
+        if self.windows:
+            lines += [f"Windows: {'; '.join(self.windows)} ({self.pages} page(s))", ""]
+        rows: list[tuple[Any, Any]] = [("outcome", "contacts")]
+        rows += [(status, self.counts[status]) for status in OUTCOME_STATUSES]
+        rows += [(f"  {reason}", n) for reason, n in self.reasons.most_common()]
+        rows.append(("total", self.total))
+        lines += text_table(rows)
+        if self.api_calls:
+            lines += ["", *text_table([("API calls", "requests"), *self._call_rows()])]
         if self.rejected:
-            lines += [
-                "",
-                *text_table(
-                    [
-                        ("rejected contact", "reason"),
-                        *((o.contact_id, o.reason) for o in self.rejected),
-                    ]
-                ),
-            ]
+            listed = [(item["contact_id"], item["reason"]) for item in self.rejected]
+            lines += ["", *text_table([("rejected contact", "reason"), *listed])]
+        if self.unlisted:
+            lines.append(f"… and {self.unlisted} more rejected contact(s), listed in the task logs")
         if self.refused:
-            lines += [
-                "",
-                *text_table(
-                    [("refused item", "reason"), *((r.item, r.reason) for r in self.refused)]
-                ),
-            ]
+            listed = [(item["item"], item["reason"]) for item in self.refused]
+            lines += ["", *text_table([("refused item", "reason"), *listed])]
         return "\n".join(lines)
 
+    def _call_rows(self) -> list[tuple[str, int]]:
+        rows = []
+        for service, calls in sorted(self.api_calls.items()):
+            rows.append((service, calls["total"]))
+            rows += [(f"  {endpoint}", n) for endpoint, n in calls["by_endpoint"].items()]
+        return rows
 
-def text_table(rows: list[tuple[Any, Any]]) -> list[str]:
-    width = max(len(str(left)) for left, _ in rows)
-    header, *body = rows
-    lines = [f"{header[0]:<{width}}  {header[1]}", f"{'-' * width}  {'-' * len(str(header[1]))}"]
-    return lines + [f"{left!s:<{width}}  {right}" for left, right in body]
+
+def text_table(
+    rows: Sequence[Sequence[Any]], *, right_align: bool = False, empty: str = ""
+) -> list[str]:
+    """The project's one plain-text table (task logs, the demo, the benchmarks): the first row is
+    the header, ruled underneath; the first column left-aligned, the others too unless
+    ``right_align`` (figures); None and "" shown as ``empty``."""
+    cells = [[empty if value in (None, "") else str(value) for value in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    lines = []
+    for number, row in enumerate(cells):
+        padded = [
+            value.rjust(width) if right_align and i else value.ljust(width)
+            for i, (value, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(padded).rstrip())
+        if number == 0:
+            lines.append("  ".join("-" * width for width in widths))
+    return lines

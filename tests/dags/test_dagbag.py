@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from airflow.sdk.exceptions import AirflowNotFoundException
 
+from contact_sync.errors import (
+    CredentialsError,
+    DailyQuotaError,
+    RateLimitError,
+    TransientError,
+    TransportError,
+)
+from contact_sync.mapping import MappingError
 from tests.support import REALTIME_TASK_IDS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -104,6 +113,48 @@ def test_every_task_retries_at_least_twice_unless_listed(dagbag):
     assert too_few == []
 
 
+NEVER_RETRIED = [
+    pytest.param(CredentialsError("bad client secret", service="entra"), id="credentials"),
+    pytest.param(MappingError("settings.yaml: company_mode must be one of ..."), id="mapping"),
+    pytest.param(DailyQuotaError("Daily quota reached", service="marketo", code="607"), id="607"),
+    pytest.param(AirflowNotFoundException("marketo_default"), id="missing connection"),
+]
+
+
+@pytest.mark.parametrize("error", NEVER_RETRIED)
+def test_every_task_of_both_dags_fails_at_once_on_what_retrying_cannot_fix(dagbag, error):
+    from airflow.sdk import RetryAction
+
+    retried = [
+        f"{dag.dag_id}.{task.task_id}"
+        for dag in dagbag.dags.values()
+        for task in dag.tasks
+        if task.retry_policy is None
+        or task.retry_policy.evaluate(error, try_number=1, max_tries=task.retries).action
+        != RetryAction.FAIL
+    ]
+    assert retried == []
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(RateLimitError("429", service="dataverse", status=429), id="rate limit"),
+        pytest.param(TransientError("503", service="marketo", status=503), id="outage"),
+        pytest.param(TransportError("connection refused", service="dataverse"), id="transport"),
+    ],
+)
+def test_outages_and_rate_limits_are_retried(dagbag, error):
+    from airflow.sdk import RetryAction
+
+    decisions = {
+        task.retry_policy.evaluate(error, try_number=1, max_tries=task.retries).action
+        for dag in dagbag.dags.values()
+        for task in dag.tasks
+    }
+    assert decisions == {RetryAction.DEFAULT}
+
+
 def _dag_calls(tree: ast.AST) -> list[ast.Call]:
     """``@dag(...)`` decorators and ``DAG(...)`` constructor calls in a module."""
     calls = []
@@ -142,7 +193,7 @@ def test_the_realtime_dag_validates_its_conf_and_pools_marketo(dagbag):
     assert set(dag.params) == {"events", "webhookRequest", "contact_ids"}
     assert tuple(task.task_id for task in dag.topological_sort()) == REALTIME_TASK_IDS
     marketo_tasks = {task.task_id for task in dag.tasks if task.pool == "marketo_api"}
-    assert marketo_tasks == {"find_leads", "upsert_leads"}
+    assert marketo_tasks == {"sync_contacts"}
 
 
 def test_ruff_air3_rules_pass_on_dags_and_plugins():

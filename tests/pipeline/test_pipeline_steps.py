@@ -12,6 +12,7 @@ from contact_sync import pipeline
 from contact_sync.hooks.dynamics import DynamicsHook
 from contact_sync.hooks.marketo import MarketoHook
 from contact_sync.mapping import load_mappings
+from contact_sync.report import summarise_api_calls
 from tests.pipeline.records import ACCOUNT, account, contact, guid
 
 
@@ -107,7 +108,7 @@ def test_the_hooks_count_every_request_sent_retries_and_tokens_included(sandboxe
 
 
 def test_api_call_summaries_add_up_per_service():
-    summary = pipeline.summarise_api_calls(
+    summary = summarise_api_calls(
         [
             {"dynamics": {"GET /contacts": 1, "POST /token": 1}},
             {"dynamics": {"GET /accounts": 1, "POST /token": 1}},

@@ -12,7 +12,8 @@ import pytest
 from contact_sync.hooks.dynamics import DynamicsHook
 from contact_sync.hooks.marketo import MarketoHook
 from contact_sync.mapping import Mappings, load_mappings
-from contact_sync.reconcile import ReconcileReport, Window, reconcile
+from contact_sync.reconcile import Window, reconcile
+from contact_sync.report import RunReport, summarise_api_calls
 from tests.support import connect_dynamics, connect_marketo
 
 # A night the tests reconcile, and moments inside and outside it.
@@ -54,19 +55,20 @@ def sandboxes(dataverse, marketo, monkeypatch) -> Sandboxes:
 
 
 @pytest.fixture
-def run(sandboxes) -> Callable[..., ReconcileReport]:
-    """``run(window=NIGHT, page_size=5000, dynamics=None)``: one reconciliation, fresh hooks."""
+def run(sandboxes) -> Callable[..., RunReport]:
+    """``run(window=NIGHT, page_size=5000, dynamics=None)``: one reconciliation, fresh hooks, its
+    API calls counted as ``contact_sync.tasks`` counts them (the hooks' counters at the end)."""
 
     def reconcile_once(
         window: Window = NIGHT, *, page_size: int = 5000, dynamics: DynamicsHook | None = None
-    ) -> ReconcileReport:
-        return reconcile(
-            dynamics or DynamicsHook(),
-            MarketoHook(),
-            window,
-            sandboxes.mappings,
-            page_size=page_size,
+    ) -> RunReport:
+        dynamics = dynamics or DynamicsHook()
+        marketo = MarketoHook()
+        report = reconcile(dynamics, marketo, window, sandboxes.mappings, page_size=page_size)
+        report.api_calls = summarise_api_calls(
+            [{"dataverse": dynamics.api_calls, "marketo": marketo.api_calls}]
         )
+        return report
 
     return reconcile_once
 

@@ -77,14 +77,10 @@ def test_one_run_repairs_every_kind_of_drift(sandboxes, run):
     report = run()
 
     summary = report.to_dict()
-    assert {key: summary[key] for key in ("scanned", "in_sync", "created", "updated")} == {
-        "scanned": 6,
-        "in_sync": 1,
-        "created": 1,
-        "updated": 3,
-    }
-    assert summary["rejected_by_reason"] == {"no email": 1}
-    assert summary["rejected_contacts"] == [{"contact_id": contact_id(4), "reason": "no email"}]
+    assert summary["total"] == 6
+    assert summary["counts"] == {"created": 1, "updated": 3, "unchanged": 1, "rejected": 1}
+    assert summary["reasons"] == {"no email": 1}
+    assert summary["rejected"] == [{"contact_id": contact_id(4), "reason": "no email"}]
 
     created = _lead_of(sandboxes, 1)
     assert (created["email"], created["company"], created["annualRevenue"]) == (
@@ -117,8 +113,8 @@ def test_a_second_run_of_the_same_window_writes_nothing(sandboxes, run):
     again = run().to_dict()
 
     assert sandboxes.marketo_calls()[1] == writes_before
-    assert (again["created"], again["updated"], again["in_sync"]) == (0, 0, 5)
-    assert again["rejected_by_reason"] == {"no email": 1}
+    assert again["counts"] == {"created": 0, "updated": 0, "unchanged": 5, "rejected": 1}
+    assert again["reasons"] == {"no email": 1}
 
 
 def test_a_backfill_touches_only_its_range(sandboxes, run):
@@ -133,7 +129,7 @@ def test_a_backfill_touches_only_its_range(sandboxes, run):
 
     report = run(NIGHT)
 
-    assert report.to_dict()["created"] == 2
+    assert report.counts["created"] == 2
     linked = {found["dynamicsContactId"] for found in sandboxes.leads()}
     assert linked == {contact_id(2), contact_id(3)}
 
@@ -149,7 +145,7 @@ def test_a_full_pass_reads_every_active_contact_whatever_its_date(sandboxes, run
 
     report = run(Window(active_only=True))
 
-    assert report.to_dict()["scanned"] == 2
+    assert report.total == 2
     linked = {found["dynamicsContactId"] for found in sandboxes.leads()}
     assert linked == {contact_id(1), contact_id(2)}
 
@@ -196,7 +192,7 @@ def test_dataverse_throttling_is_waited_out(sandboxes, run):
 
     report = run(page_size=2)
 
-    assert report.to_dict()["created"] == 4
+    assert report.counts["created"] == 4
     assert sandboxes.dataverse.admin.calls()["answers"]["429"] == 1
     assert report.api_calls["dataverse"]["by_endpoint"]["GET /api/data/v9.2/contacts"] == 3
 
@@ -226,5 +222,5 @@ def test_a_full_pass_is_sliced_from_its_oldest_active_contact(sandboxes, run):
     assert sandboxes.calls("dataverse")["GET /api/data/v9.2/contacts"] == lookups_before + 1
     assert slices[0].since == datetime(2020, 1, 1, tzinfo=UTC)
     assert (len(slices), slices[-1].until) == (3, None)
-    scanned = [run(window).scanned for window in slices]
+    scanned = [run(window).total for window in slices]
     assert sum(scanned) == 3  # every active contact once, in whichever slice holds it

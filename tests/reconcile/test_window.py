@@ -10,12 +10,11 @@ import pytest
 from contact_sync.models import Outcome
 from contact_sync.reconcile import (
     DEFAULT_LOOKBACK,
-    MAX_LISTED,
-    ReconcileReport,
     Window,
     parse_moment,
     resolve_window,
 )
+from contact_sync.report import MAX_LISTED, RunReport
 
 START = datetime(2025, 3, 1, 2, tzinfo=UTC)
 END = START + timedelta(days=1)
@@ -118,7 +117,7 @@ def _outcomes(status: str, count: int, offset: int = 0, **extra) -> list[Outcome
 
 
 def test_reports_of_slices_merge_into_the_run_report_through_xcom():
-    first, second = ReconcileReport(windows=["a"], pages=1), ReconcileReport(windows=["b"], pages=2)
+    first, second = RunReport(windows=["a"], pages=1), RunReport(windows=["b"], pages=2)
     first.add(_outcomes("created", 2) + _outcomes("unchanged", 3))
     second.add(
         _outcomes("updated", 1)
@@ -130,15 +129,15 @@ def test_reports_of_slices_merge_into_the_run_report_through_xcom():
         "dataverse": {"total": 2, "by_endpoint": {"GET /api/data/v9.2/contacts": 2}},
     }
 
-    merged = ReconcileReport.merge(
-        ReconcileReport.from_dict(report.to_dict()) for report in (first, second)
+    merged = RunReport.merge(
+        RunReport.from_dict(report.to_dict()) for report in (first, second)
     ).to_dict()
 
     assert merged["windows"] == ["a", "b"]
-    assert (merged["pages"], merged["scanned"], merged["in_sync"]) == (3, 8, 3)
-    assert (merged["created"], merged["updated"], merged["rejected"]) == (2, 1, 2)
-    assert merged["rejected_by_reason"] == {"no email": 2}
-    assert [item["contact_id"] for item in merged["rejected_contacts"]] == ["c0", "c1"]
+    assert (merged["pages"], merged["total"]) == (3, 8)
+    assert merged["counts"] == {"created": 2, "updated": 1, "unchanged": 3, "rejected": 2}
+    assert merged["reasons"] == {"no email": 2}
+    assert [item["contact_id"] for item in merged["rejected"]] == ["c0", "c1"]
     assert {service: calls["total"] for service, calls in merged["api_calls"].items()} == {
         "marketo": 4,
         "dataverse": 2,
@@ -146,19 +145,19 @@ def test_reports_of_slices_merge_into_the_run_report_through_xcom():
 
 
 def test_the_log_table_names_every_count_and_no_more_than_ids():
-    report = ReconcileReport(windows=["w"], pages=1)
+    report = RunReport(windows=["w"], pages=1)
     report.add(_outcomes("rejected", 1, reason_code="invalid email", reason="invalid email: x"))
     report.api_calls = {"marketo": {"total": 1, "by_endpoint": {"GET /rest/v1/leads.json": 1}}}
 
     text = report.as_text()
 
-    for row in ("scanned", "in sync", "created", "updated", "rejected", "  invalid email", "c0"):
+    for row in ("total", "unchanged", "created", "updated", "rejected", "  invalid email", "c0"):
         assert row in text
     assert "GET /rest/v1/leads.json" in text
 
 
 def test_rejected_contacts_beyond_the_listing_limit_are_counted_not_listed():
-    report = ReconcileReport()
+    report = RunReport()
     report.add(_outcomes("rejected", MAX_LISTED + 5, reason_code="no email", reason="no email"))
 
     assert len(report.rejected) == MAX_LISTED

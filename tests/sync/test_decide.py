@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import pytest
 
 from contact_sync.decide import (
-    MAX_RECORDS_PER_CALL,
     Plan,
     decide,
     final_outcomes,
@@ -17,8 +16,15 @@ from contact_sync.decide import (
     same_value,
 )
 from contact_sync.mapping import LOOKUP_TYPE_ANNOTATION, map_contact
-from contact_sync.models import Decision, LeadDraft, Outcome, Rejection, WriteRequest
-from contact_sync.report import SyncReport
+from contact_sync.models import (
+    MAX_RECORDS_PER_CALL,
+    Decision,
+    LeadDraft,
+    Outcome,
+    Rejection,
+    WriteRequest,
+)
+from contact_sync.report import RunReport
 
 ID_A = "70bf4d48-34cb-ed11-b596-0022481d68cd"
 ID_B = "49b0be2e-d01c-ed11-b83e-000d3a572421"
@@ -382,8 +388,8 @@ def test_report_counts_outcomes_and_reasons_without_emails():
             reason="Marketo skipped it with code 1006: x",
         ),
     ]
-    report = SyncReport.build(outcomes)
-    summary = report.as_dict()
+    report = RunReport.build(outcomes)
+    summary = report.to_dict()
     assert summary["counts"] == {"created": 1, "updated": 0, "unchanged": 1, "rejected": 3}
     assert summary["reasons"] == {"no email": 2, "marketo 1006": 1}
     assert [item["contact_id"] for item in summary["rejected"]] == ["c3", "c4", "c5"]
@@ -392,7 +398,7 @@ def test_report_counts_outcomes_and_reasons_without_emails():
     assert re.search(r"^rejected +3$", text, re.MULTILINE)
     assert "c5  " in text
     assert "1006" in text
-    assert not SyncReport.build(outcomes[:2]).failed
+    assert not RunReport.build(outcomes[:2]).failed
 
 
 @pytest.mark.parametrize(

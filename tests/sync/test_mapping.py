@@ -1,4 +1,5 @@
-"""The field maps of product.md, row by row, and the validation of the map files."""
+"""The recipe's field maps (as ``include/mappings/`` ships them), row by row, and the
+validation of the map files."""
 
 import pytest
 
@@ -15,7 +16,7 @@ CONTACT_ID = "70bf4d48-34cb-ed11-b596-0022481d68cd"
 ACCOUNT_ID = "78914942-34cb-ed11-b596-0022481d68cd"
 PARENT_CONTACT_ID = "49b0be2e-d01c-ed11-b83e-000d3a572421"
 
-# product.md, "contact → lead" (Dataverse column → Marketo REST field), address handled apart.
+# The recipe's "contact → lead" map (Dataverse column → Marketo REST field), address handled apart.
 CONTACT_TABLE = {
     "firstname": "firstName",
     "lastname": "lastName",
@@ -29,7 +30,7 @@ CONTACT_TABLE = {
     "description": "mktoPersonNotes",
     "jobtitle": "title",
 }
-# product.md, "parent account → company fields"; revenue/employees converted, address apart.
+# The recipe's "parent account → company fields" map; revenue/employees converted, address apart.
 ACCOUNT_TABLE = {
     "name": "company",
     "address1_city": "billingCity",

@@ -1,0 +1,186 @@
+"""The Airflow side of both DAGs: what each task does, the pool and the retry policy they share.
+
+The DAG files (``dags/``) only wire these functions into tasks. Besides the hooks this is the only
+module that imports Airflow: :mod:`contact_sync.pipeline`, :mod:`~contact_sync.reconcile` and
+:mod:`~contact_sync.report` stay plain Python.
+
+**What crosses XCom.** Ids, statuses, reason codes and texts, the *names* of changed fields and API
+call counts; never a contact field value. Reading, mapping, looking up and writing happen inside
+one task (:func:`sync_contacts`), so emails, names and phones never reach Airflow's metadata
+database (``xcom``, and ``rendered_task_instance_fields``, which the UI's "Rendered Templates" tab
+shows to anyone who may view the DAG). One task instead of five also saves four task starts of
+the webhook → lead latency, and a retry of it stays safe: every write is decided against the
+leads Marketo holds at that moment.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import ExceptionRetryPolicy, RetryAction, RetryRule
+from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
+
+from contact_sync import pipeline
+from contact_sync import reconcile as reconciliation
+from contact_sync.errors import NEVER_RETRY
+from contact_sync.events import EventError, SyncRequest, parse_run_conf
+from contact_sync.hooks.dynamics import DynamicsHook
+from contact_sync.hooks.marketo import MarketoHook
+from contact_sync.mapping import load_mappings
+from contact_sync.models import Outcome
+from contact_sync.report import RunReport, summarise_api_calls
+
+__all__ = [
+    "DEFAULT_ARGS",
+    "MARKETO_POOL",
+    "RETRY_POLICY",
+    "SUMMARY_KEY",
+    "fail_on_rejections",
+    "parse_events",
+    "plan_windows",
+    "reconcile_window",
+    "report_reconciliation",
+    "report_sync",
+    "sync_contacts",
+]
+
+log = logging.getLogger(__name__)
+
+#: The pool of every task that calls Marketo (created by devenv/ and docker-compose): its slots
+#: keep the concurrent Marketo calls of all runs under Marketo's limit of 10 per instance
+#: ("Rate Limits", https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/rest-api).
+MARKETO_POOL = "marketo_api"
+#: The XCom key of the real-time ``report`` task's summary (:meth:`RunReport.to_dict`).
+SUMMARY_KEY = "summary"
+
+#: One retry policy for both DAGs. Retrying helps with outages and rate limits (the hooks already
+#: retried each request); it cannot fix configuration, credentials, a refused request or a spent
+#: daily quota (``contact_sync.errors.NEVER_RETRY``, mapping errors included), nor a Connection
+#: that is not defined, so those fail at once.
+RETRY_POLICY = ExceptionRetryPolicy(
+    rules=[
+        RetryRule(
+            exception=[*NEVER_RETRY, AirflowNotFoundException],
+            action=RetryAction.FAIL,
+            reason="configuration, credentials, a refused request or the daily quota: "
+            "retrying cannot help; fix the cause (or wait for the quota) and clear the task",
+        ),
+    ]
+)
+
+#: Task defaults of both DAGs. Every task is safe to repeat (see the module docstring).
+DEFAULT_ARGS: dict[str, Any] = {
+    "retries": 3,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=10),
+    "retry_policy": RETRY_POLICY,
+    # Return values hold ids and counts only; the report logs them as a table already.
+    "show_return_value_in_logs": False,
+}
+
+
+def _api_calls(dynamics: DynamicsHook, marketo: MarketoHook | None = None) -> dict[str, Any]:
+    """The requests this task's hooks sent, read once at the task's end."""
+    counters = {"dataverse": dynamics.api_calls}
+    if marketo is not None:
+        counters["marketo"] = marketo.api_calls
+    return summarise_api_calls([counters])
+
+
+# --- The real-time DAG ---------------------------------------------------------------------------
+
+
+def parse_events(conf: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The run conf as a :class:`SyncRequest` dict (contact ids and refused items; ids only)."""
+    try:
+        request = parse_run_conf(conf or {})
+    except EventError as error:
+        raise AirflowFailException(f"invalid run conf: {error}") from None
+    log.info(
+        "Run conf %r: %d contact(s) to sync, %d event(s) refused",
+        request.source,
+        len(request.contact_ids),
+        len(request.refused),
+    )
+    return request.to_dict()
+
+
+def sync_contacts(request: Mapping[str, Any]) -> dict[str, Any]:
+    """Read the contacts and their accounts, map, look the leads up and write them, in this task.
+
+    Returns ``{"outcomes": [...], "api_calls": {...}}``: one :class:`Outcome` dict per contact id
+    (id, status, lead id, reason, changed field names) and the requests sent per service.
+    """
+    contact_ids = SyncRequest.from_dict(request).contact_ids
+    dynamics, marketo = DynamicsHook(), MarketoHook()
+    outcomes = pipeline.sync_ids(dynamics, marketo, contact_ids, load_mappings())
+    return {
+        "outcomes": [outcome.to_dict() for outcome in outcomes],
+        "api_calls": _api_calls(dynamics, marketo),
+    }
+
+
+def report_sync(request: Mapping[str, Any], synced: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's report, logged; raises after the writes when a contact was rejected.
+
+    Returns the summary (:meth:`RunReport.to_dict`) the DAG pushes as XCom ``summary``.
+    """
+    report = RunReport.build(
+        (Outcome.from_dict(outcome) for outcome in synced["outcomes"]),
+        SyncRequest.from_dict(request).refused,
+    )
+    report.api_calls = synced["api_calls"]
+    summary = report.to_dict()
+    if report.failed:
+        log.error("Sync report:\n%s", report.as_text())
+    else:
+        log.info("Sync report:\n%s", report.as_text())
+    return summary
+
+
+def fail_on_rejections(summary: Mapping[str, Any]) -> None:
+    """Fail the ``report`` task when a contact was rejected (the good records are written)."""
+    rejected = summary["counts"]["rejected"]
+    if rejected:
+        raise AirflowFailException(
+            f"{rejected} of {summary['total']} contact(s) rejected ({summary['reasons']}); "
+            "the others were synced"
+        )
+
+
+# --- The reconciliation --------------------------------------------------------------------------
+
+
+def plan_windows(params: Mapping[str, Any], context: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The run's window from its params and data interval, cut into time slices."""
+    run_after: datetime = context["dag_run"].run_after
+    window = reconciliation.resolve_window(
+        since=params["since"],
+        until=params["until"],
+        full_pass=params["full_pass"],
+        interval_start=context.get("data_interval_start"),
+        interval_end=context.get("data_interval_end"),
+        run_after=run_after,
+    )
+    windows = reconciliation.plan_windows(DynamicsHook(), window, params["slices"], now=run_after)
+    return [slice_.to_dict() for slice_ in windows]
+
+
+def reconcile_window(window: Mapping[str, Any]) -> dict[str, Any]:
+    """Reconcile one time slice; its report (counts, rejected ids, API calls) as a dict."""
+    slice_ = reconciliation.Window.from_dict(window)
+    dynamics, marketo = DynamicsHook(), MarketoHook()
+    report = reconciliation.reconcile(dynamics, marketo, slice_, load_mappings())
+    report.api_calls = _api_calls(dynamics, marketo)
+    return report.to_dict()
+
+
+def report_reconciliation(reports: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Merge the slices' reports and log the table; the merged report as a dict."""
+    merged = RunReport.merge(RunReport.from_dict(item) for item in reports)
+    log.info("Reconciliation report\n%s", merged.as_text())
+    return merged.to_dict()
