@@ -11,12 +11,13 @@ the record from Dataverse: an Update webhook carries only the changed columns, a
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 __all__ = [
+    "ACTED_ON",
     "RUN_CONF_PARAM_SCHEMAS",
     "ContactEvent",
     "EventError",
@@ -28,6 +29,7 @@ __all__ = [
     "parse_dotnet_date",
     "parse_iso_utc",
     "parse_run_conf",
+    "refusal_reason",
 ]
 
 
@@ -231,12 +233,21 @@ def event_from_webhook(body: Mapping[str, Any]) -> ContactEvent:
 
 # --- The DAG's run conf --------------------------------------------------------------------------
 
-SYNCED_ENTITY = "contact"
-SYNCED_MESSAGES = ("Create", "Update")
-_CONF_FORMS = ("events", "webhookRequest", "contact_ids")
+#: What the sync acts on, as (entity, message) in lower case: a contact's Create and Update (sync
+#: it), its Delete (the ``on_contact_removed`` policy decides what happens to its lead), and an
+#: account's Update (sync every active contact whose parent it is). Anything else is refused.
+ACTED_ON: frozenset[tuple[str, str]] = frozenset(
+    {("contact", "create"), ("contact", "update"), ("contact", "delete"), ("account", "update")}
+)
+_CONF_FORMS = ("events", "webhookRequest", "contact_ids", "account_ids")
 
 _NAME = {"type": "string", "minLength": 1}
 _OPTIONAL_GUID = {"type": ["string", "null"], "pattern": _GUID_PATTERN}
+_GUID_LIST = {
+    "type": ["array", "null"],
+    "minItems": 1,
+    "items": {"type": "string", "pattern": _GUID_PATTERN},
+}
 
 #: One JSON Schema per conf key, for the DAG's ``params={key: Param(None, **schema)}``: Airflow
 #: validates each param on its own, so a malformed REST trigger is answered with 400.
@@ -267,11 +278,8 @@ RUN_CONF_PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
             "PrimaryEntityId": {"type": "string", "pattern": _GUID_PATTERN},
         },
     },
-    "contact_ids": {
-        "type": ["array", "null"],
-        "minItems": 1,
-        "items": {"type": "string", "pattern": _GUID_PATTERN},
-    },
+    "contact_ids": _GUID_LIST,
+    "account_ids": _GUID_LIST,
 }
 
 
@@ -286,18 +294,28 @@ class Refusal:
 
 @dataclass(frozen=True)
 class SyncRequest:
-    """What one run must sync: contact ids, unique and in order of first mention, and why."""
+    """What one run must do, by id, each id once in order of first mention.
 
-    source: str  # one of "events", "webhookRequest", "contact_ids"
-    contact_ids: tuple[str, ...]
+    ``contact_ids``: contacts to sync (created or updated, or named on demand). ``deleted_ids``:
+    contacts deleted in Dynamics (their leads get the ``on_contact_removed`` policy); a contact both
+    updated and deleted in one batch counts as deleted. ``account_ids``: accounts whose active
+    contacts must be synced (an account edit changes their leads' company fields).
+    """
+
+    source: str  # one of "events", "webhookRequest", "contact_ids", "account_ids"
+    contact_ids: tuple[str, ...] = ()
     events: tuple[ContactEvent, ...] = ()
     refused: tuple[Refusal, ...] = ()
+    account_ids: tuple[str, ...] = ()
+    deleted_ids: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form for XCom (ids only)."""
         return {
             "source": self.source,
             "contact_ids": list(self.contact_ids),
+            "account_ids": list(self.account_ids),
+            "deleted_ids": list(self.deleted_ids),
             "events": [event.to_conf() for event in self.events],
             "refused": [vars(refusal) for refusal in self.refused],
         }
@@ -307,19 +325,25 @@ class SyncRequest:
         """Rebuild from :meth:`to_dict` output."""
         return cls(
             source=data["source"],
-            contact_ids=tuple(data["contact_ids"]),
+            contact_ids=tuple(data.get("contact_ids", ())),
+            account_ids=tuple(data.get("account_ids", ())),
+            deleted_ids=tuple(data.get("deleted_ids", ())),
             events=tuple(ContactEvent.from_conf(event) for event in data.get("events", ())),
             refused=tuple(Refusal(**refusal) for refusal in data.get("refused", ())),
         )
 
 
 def refusal_reason(event: ContactEvent) -> str | None:
-    """Why the sync does not act on ``event``, or None when it does (contact Create/Update)."""
-    if event.entity != SYNCED_ENTITY:
-        return f"entity {event.entity!r} is not synced (only {SYNCED_ENTITY!r})"
-    if event.message.casefold() not in {message.casefold() for message in SYNCED_MESSAGES}:
-        return f"message {event.message!r} is not synced (only {', '.join(SYNCED_MESSAGES)})"
-    return None
+    """Why the sync does not act on ``event``, or None when it does (see :data:`ACTED_ON`)."""
+    message = event.message.casefold()
+    if (event.entity, message) in ACTED_ON:
+        return None
+    if event.entity == "account" and message == "create":
+        return "account Create: no contact has this account as parent yet, so nothing to write"
+    if event.entity not in {entity for entity, _ in ACTED_ON}:
+        return f"entity {event.entity!r} is not synced (only contact and account)"
+    acted = sorted(m.capitalize() for entity, m in ACTED_ON if entity == event.entity)
+    return f"{event.entity} {event.message!r} is not synced (only {', '.join(acted)})"
 
 
 def _non_empty_list(conf: Mapping[str, Any], key: str) -> list[Any]:
@@ -349,8 +373,9 @@ def _events_of(conf: Mapping[str, Any], form: str) -> list[tuple[str, ContactEve
 def parse_run_conf(conf: Mapping[str, Any] | None) -> SyncRequest:
     """Validate a run conf into a :class:`SyncRequest`.
 
-    Events that are not a contact Create/Update are refused with their reason, not raised: the run
-    reports them. Keys set to ``null`` count as absent (Airflow fills unset params with defaults).
+    Events the sync does not act on (:data:`ACTED_ON`) are refused with their reason, not raised:
+    the run reports them. Keys set to ``null`` count as absent (Airflow fills unset params with
+    defaults).
     """
     if not isinstance(conf, Mapping):
         raise EventError(f"the run conf must be a JSON object, got {describe_value(conf)}")
@@ -365,12 +390,12 @@ def parse_run_conf(conf: Mapping[str, Any] | None) -> SyncRequest:
         raise EventError(f"the run conf needs exactly one of {', '.join(_CONF_FORMS)}; got {found}")
     (form,) = forms
 
-    if form == "contact_ids":
+    if form in ("contact_ids", "account_ids"):
         ids = [
-            normalize_guid(value, what=f"contact_ids[{index}]")
+            normalize_guid(value, what=f"{form}[{index}]")
             for index, value in enumerate(_non_empty_list(conf, form))
         ]
-        return SyncRequest(source=form, contact_ids=tuple(dict.fromkeys(ids)))
+        return SyncRequest(source=form, **{form: tuple(dict.fromkeys(ids))})
 
     accepted: list[ContactEvent] = []
     refused: list[Refusal] = []
@@ -380,9 +405,18 @@ def parse_run_conf(conf: Mapping[str, Any] | None) -> SyncRequest:
             accepted.append(event)
         else:
             refused.append(Refusal(item=where, id=event.id, reason=reason))
+    deleted = {e.id for e in accepted if e.entity == "contact" and e.message.casefold() == "delete"}
     return SyncRequest(
         source=form,
-        contact_ids=tuple(dict.fromkeys(event.id for event in accepted)),
+        contact_ids=_unique(
+            e.id for e in accepted if e.entity == "contact" and e.id not in deleted
+        ),
+        account_ids=_unique(e.id for e in accepted if e.entity == "account"),
+        deleted_ids=_unique(e.id for e in accepted if e.id in deleted),
         events=tuple(accepted),
         refused=tuple(refused),
     )
+
+
+def _unique(ids: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(ids))

@@ -227,14 +227,15 @@ def test_company_record_mode_writes_the_company_then_links_the_lead(
     assert calls["marketo"]["POST /rest/v1/companies.json"] == 1
 
 
-def test_events_other_than_contact_create_or_update_are_refused_and_reported(run_sync, sandboxes):
-    synced, deleted = guid(21), guid(22)
+def test_events_the_sync_does_not_act_on_are_refused_and_reported(run_sync, sandboxes):
+    synced, assigned, lead = guid(21), guid(22), guid(23)
     sandboxes.dataverse.admin.seed(contacts=[contact(synced, "kept@example.com")])
     conf = {
         "events": [
             *events(synced)["events"],
-            *events(deleted, message="Delete")["events"],
-            *events(ACCOUNT, entity="account")["events"],
+            *events(assigned, message="Assign")["events"],
+            *events(lead, entity="lead")["events"],
+            *events(ACCOUNT, entity="account", message="Create")["events"],
         ]
     }
 
@@ -243,9 +244,10 @@ def test_events_other_than_contact_create_or_update_are_refused_and_reported(run
     assert run.state == "success"
     assert run.outcomes() == {synced: "created"}
     refused = {item["id"]: item["reason"] for item in run.summary["refused"]}
-    assert set(refused) == {deleted, ACCOUNT}
-    assert "Delete" in refused[deleted]
-    assert "account" in refused[ACCOUNT]
+    assert set(refused) == {assigned, lead, ACCOUNT}
+    assert "Assign" in refused[assigned]
+    assert "'lead' is not synced" in refused[lead]
+    assert "no contact has this account as parent yet" in refused[ACCOUNT]
 
 
 # --- bad conf ---------------------------------------------------------------------------------

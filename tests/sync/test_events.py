@@ -214,22 +214,72 @@ def test_events_form_dedupes_ids_in_order_and_refuses_what_it_does_not_sync():
     conf = {
         "events": [
             event_conf(id=OTHER_ID, message="Create"),
-            event_conf(message="Delete"),
+            event_conf(message="Assign"),
             event_conf(),
-            event_conf(entity="account", id=CONTACT_ID),
+            event_conf(entity="lead", id=CONTACT_ID),
             event_conf(id=OTHER_ID.upper()),
         ]
     }
     request = parse_run_conf(conf)
     assert request.source == "events"
     assert request.contact_ids == (OTHER_ID, CONTACT_ID)
+    assert request.account_ids == request.deleted_ids == ()
     assert len(request.events) == 3
     assert [(refusal.item, refusal.id) for refusal in request.refused] == [
         ("events[1]", CONTACT_ID),
         ("events[3]", CONTACT_ID),
     ]
-    assert "message 'Delete' is not synced" in request.refused[0].reason
-    assert "entity 'account' is not synced" in request.refused[1].reason
+    assert "contact 'Assign' is not synced (only Create, Delete, Update)" in request.refused[0].reason
+    assert "entity 'lead' is not synced" in request.refused[1].reason
+
+
+def test_account_updates_name_accounts_and_an_account_create_is_refused_with_why():
+    request = parse_run_conf(
+        {
+            "events": [
+                event_conf(entity="account", message="update", id=OTHER_ID),
+                event_conf(entity="account", message="Create", id=CONTACT_ID),
+            ]
+        }
+    )
+    assert request.account_ids == (OTHER_ID,)
+    assert request.contact_ids == ()
+    (refusal,) = request.refused
+    assert refusal.item == "events[1]"
+    assert "no contact has this account as parent yet" in refusal.reason
+
+
+def test_a_deleted_contact_is_deleted_even_when_the_batch_also_updated_it():
+    request = parse_run_conf(
+        {
+            "events": [
+                event_conf(message="Update"),
+                event_conf(id=OTHER_ID, message="Update"),
+                event_conf(message="Delete"),
+            ]
+        }
+    )
+    assert request.contact_ids == (OTHER_ID,)
+    assert request.deleted_ids == (CONTACT_ID,)
+    assert request.refused == ()
+
+
+def test_account_ids_form_is_validated_and_named():
+    request = parse_run_conf({"account_ids": [OTHER_ID.upper(), OTHER_ID]})
+    assert request.source == "account_ids"
+    assert request.account_ids == (OTHER_ID,)
+    assert request.contact_ids == ()
+    with pytest.raises(EventError, match=r"account_ids\[1\] is not a GUID"):
+        parse_run_conf({"account_ids": [OTHER_ID, "not-a-guid"]})
+    with pytest.raises(EventError, match="exactly one of"):
+        parse_run_conf({"account_ids": [OTHER_ID], "contact_ids": [CONTACT_ID]})
+
+
+def test_a_request_survives_xcom_with_its_account_and_deleted_ids():
+    request = parse_run_conf(
+        {"events": [event_conf(entity="account", id=OTHER_ID), event_conf(message="Delete")]}
+    )
+    assert SyncRequest.from_dict(request.to_dict()) == request
 
 
 def test_webhook_request_form_accepts_the_microsoft_sample(webhook):
@@ -239,10 +289,17 @@ def test_webhook_request_form_accepts_the_microsoft_sample(webhook):
     assert request.refused == ()
 
 
-def test_webhook_request_of_an_account_is_refused_not_raised(webhook):
+def test_a_pasted_account_update_names_the_account(webhook):
     webhook["PrimaryEntityName"] = "account"
     request = parse_run_conf({"webhookRequest": webhook})
     assert request.contact_ids == ()
+    assert request.account_ids == (CONTACT_ID,)
+
+
+def test_webhook_request_of_another_entity_is_refused_not_raised(webhook):
+    webhook["PrimaryEntityName"] = "opportunity"
+    request = parse_run_conf({"webhookRequest": webhook})
+    assert request.contact_ids == request.account_ids == ()
     assert request.refused[0].item == "webhookRequest"
 
 
@@ -264,7 +321,7 @@ def test_request_survives_xcom_as_a_dict():
 
 BAD_CONFS = [
     (None, "must be a JSON object"),
-    ({}, "exactly one of events, webhookRequest, contact_ids; got none"),
+    ({}, "exactly one of events, webhookRequest, contact_ids, account_ids; got none"),
     ({"events": [event_conf()], "contact_ids": [CONTACT_ID]}, "got events, contact_ids"),
     ({"contacts": [CONTACT_ID]}, "unknown conf key"),
     ({"events": []}, "events is empty"),
