@@ -190,6 +190,9 @@ class MarketoService:
         return [
             endpoint("GET", "/rest/v1/leads.json", self._get_leads),
             endpoint("POST", "/rest/v1/leads.json", self._sync_leads),
+            endpoint("POST", "/rest/v1/leads/delete.json", self._delete_leads),
+            # the form real clients send (a recorded exchange: POST leads.json?_method=DELETE)
+            endpoint("DELETE", "/rest/v1/leads.json", self._delete_leads),
             endpoint("GET", "/rest/v1/lead/{id}.json", self._get_lead),
             endpoint("GET", "/rest/v1/leads/describe.json", self._describe_leads),
             endpoint("GET", "/rest/v1/leads/describe2.json", self._describe2_leads),
@@ -306,6 +309,9 @@ class MarketoService:
 
     def _sync_leads(self, call: _Call) -> Response:
         return success(call.request_id, self.database.sync_leads(self.settings, call.json_body()))
+
+    def _delete_leads(self, call: _Call) -> Response:
+        return success(call.request_id, self.database.delete_leads(self.settings, call.json_body()))
 
     def _describe_leads(self, call: _Call) -> Response:
         return success(call.request_id, self.catalogue.describe())

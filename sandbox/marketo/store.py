@@ -425,6 +425,26 @@ class LeadDatabase:
                 record[name] = value
         record["updatedAt"] = iso(self._clock.now())
 
+    # ----- Delete Leads -----
+
+    def delete_leads(self, settings: MarketoSettings, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """Delete Leads (https://developer.adobe.com/marketo-apis/api/mapi/#operation/
+        deleteLeadsUsingPOST): ``{"input": [{"id": n}, ...]}``, at most 300; per record
+        ``deleted``, or ``skipped`` with 1004 "Lead not found" for an id no lead has (the same
+        reason Sync Leads gives; the Delete page lists no other), in input order."""
+        records = _input_records(body, settings.max_sync_records, "Leads not specified")
+        results: list[dict[str, Any]] = []
+        with self._lock:
+            for record in records:
+                lead_id = record.get("id") if isinstance(record, dict) else None
+                if not isinstance(lead_id, int) or isinstance(lead_id, bool):
+                    results.append(_skipped(reason("1003", "Invalid data")))
+                elif self._leads.pop(lead_id, None) is None:
+                    results.append({"id": lead_id, **_skipped(reason("1004", "Lead not found"))})
+                else:
+                    results.append({"id": lead_id, "status": "deleted"})
+        return results
+
     # ----- Sync Companies -----
 
     def sync_companies(
