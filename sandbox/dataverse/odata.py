@@ -9,14 +9,14 @@ https://learn.microsoft.com/power-apps/developer/data-platform/webapi/query/filt
 
 * ``eq ne gt ge lt le`` between a column and a literal, ``and``, ``or``, ``not``, parentheses,
   a Boolean column alone (``donotbulkemail``);
-* literals: ``null``, ``true``/``false``, ``'text'`` (``''`` is one quote), numbers, GUIDs and
-  unquoted ISO-8601 date-times (``modifiedon ge 2024-01-01T00:00:00Z``);
+* literals: ``null``, ``true``/``false``, ``'text'`` (``''`` is one quote), numbers, GUIDs,
+  unquoted ISO-8601 date-times (``modifiedon ge 2024-01-01T00:00:00Z``) and dates (midnight UTC);
 * ``Microsoft.Dynamics.CRM.In`` and ``NotIn``, whose ``PropertyName`` is the column's *logical*
   name (``'parentcustomerid'``, not the Web API's ``_parentcustomerid_value``: third parties report
   a 400 with 0x80041103 for the latter) and whose ``PropertyValues`` is read as JSON (so a value
   holding an apostrophe is double-quoted there);
-* property names are case-sensitive; text compares case-insensitively and ignores trailing
-  spaces, as the database collation does;
+* property names are case-sensitive; text compares case- and accent-insensitively and ignores
+  trailing spaces, as the database collation does;
 * null logic is SQL's: a comparison with a null column is *unknown*, ``not`` of unknown stays
   unknown, so only ``eq null`` / ``ne null`` find nulls;
 * the OData 4.01 ``in`` operator is refused as Dataverse refuses it ("The method or operation is
@@ -39,6 +39,7 @@ import itertools
 import json
 import operator
 import re
+import unicodedata
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -110,6 +111,7 @@ _DATETIME_RE = re.compile(
 _BOOL, _NUMBER, _DATETIME, _GUID, _STRING = range(5)
 _KIND_OF_EDM = {
     "Edm.Boolean": _BOOL,
+    "Edm.Date": _DATETIME,
     "Edm.DateTimeOffset": _DATETIME,
     "Edm.Guid": _GUID,
     "Edm.String": _STRING,
@@ -156,7 +158,17 @@ def _normal(kind: int, value: Any) -> Any:
     if kind == _GUID:
         match = _GUID_RE.fullmatch(value)
         return match.group(1).lower() if match else None
-    return value.casefold().rstrip(" ")  # SQL Server ignores trailing spaces in = and <
+    return _collate(value).rstrip(" ")  # SQL Server ignores trailing spaces in = and <
+
+
+def _collate(text: str) -> str:
+    """Text as the database collation compares it: Latin1_General_CI_AI for English
+    organizations, case- and accent-insensitive."""
+    folded = text.casefold()
+    if folded.isascii():
+        return folded
+    decomposed = unicodedata.normalize("NFD", folded)
+    return "".join(char for char in decomposed if not unicodedata.combining(char))
 
 
 def _value_key(value: Any) -> tuple[int, Any] | None:
@@ -182,6 +194,7 @@ _TOKEN_RE = re.compile(
     r"""
     (?P<guid>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})
     |(?P<datetime>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})?)
+    |(?P<date>\d{4}-\d{2}-\d{2})
     |(?P<number>-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
     |(?P<ident>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)
     |(?P<alias>@[A-Za-z_]\w*)
@@ -191,12 +204,16 @@ _TOKEN_RE = re.compile(
     """,
     re.VERBOSE,
 )
+_JSON_COMMA_EXPECTED = (
+    "Invalid JSON. A comma character ',' was expected in scope 'Array'. Every two elements in an "
+    "array and properties of an object must be separated by commas."
+)
 _ARRAY_ITEM = re.compile(r"""\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^,\s\]]+)\s*(,|$)""")
 
 
 @dataclass(frozen=True)
 class _Token:
-    kind: str  # guid datetime number ident alias punct string array end
+    kind: str  # guid datetime date number ident alias punct string array end
     text: str
     pos: int
 
@@ -219,10 +236,13 @@ def _lex(text: str) -> list[_Token]:
                     QUERY_ERROR_CODE,
                     f"There is an unterminated literal at position {len(text)} in '{text}'.",
                 )
+            if text[pos] == "[":
+                # the text "Filter rows" quotes for an apostrophe inside a single-quoted value
+                raise ODataError(QUERY_ERROR_CODE, _JSON_COMMA_EXPECTED)
             raise _syntax_error(pos, text)
         kind, end = match.lastgroup or "", match.end()
         # "12abc" or "2024-01-01T00:00Zx": a literal ends where a word would
-        literal = kind in {"guid", "datetime", "number"}
+        literal = kind in {"guid", "datetime", "date", "number"}
         if literal and end < len(text) and (text[end].isalnum() or text[end] in "_.:-"):
             raise _syntax_error(end, text)
         tokens.append(_Token(kind, match.group(), pos))
@@ -491,15 +511,19 @@ class _Parser:
             return _Literal(_normal(_STRING, text), _STRING, "Edm.String")
         if token.kind == "guid":
             return _Literal(token.text.lower(), _GUID, "Edm.Guid")
-        if token.kind == "datetime":
-            moment = _as_datetime(token.text)
+        if token.kind in ("datetime", "date"):
+            # a date is midnight UTC of that day
+            edm = "Edm.DateTimeOffset" if token.kind == "datetime" else "Edm.Date"
+            moment = _as_datetime(
+                token.text if token.kind == "datetime" else token.text + "T00:00Z"
+            )
             if moment is None:
                 raise ODataError(
                     QUERY_ERROR_CODE,
-                    f"Unrecognized 'Edm.DateTimeOffset' literal '{token.text}' at "
-                    f"'{token.pos}' in '{self.text}'.",
+                    f"Unrecognized '{edm}' literal '{token.text}' at '{token.pos}' in "
+                    f"'{self.text}'.",
                 )
-            return _Literal(moment, _DATETIME, "Edm.DateTimeOffset")
+            return _Literal(moment, _DATETIME, edm)
         if token.kind == "number":
             if re.fullmatch(r"-?\d+", token.text):
                 number = int(token.text)
@@ -511,12 +535,16 @@ class _Parser:
 
     # -- comparisons
     def compare(self, left: _Operand, op: str, right: _Operand) -> _Condition:
-        left_edm = None if isinstance(left, _Condition) else left.edm
-        right_edm = None if isinstance(right, _Condition) else right.edm
+        left_edm = "Edm.Boolean" if isinstance(left, _Condition) else left.edm
+        right_edm = "Edm.Boolean" if isinstance(right, _Condition) else right.edm
         if left_edm and right_edm and _edm_kind(left_edm) != _edm_kind(right_edm):
             raise _incompatible(left_edm, right_edm, _COMPARISONS[op][0])
-        if isinstance(left, _Literal) and isinstance(right, _Column):
+        if isinstance(left, _Literal) and not isinstance(right, _Literal):
             left, right, op = right, left, _MIRRORED[op]
+        if isinstance(left, _Condition) and isinstance(right, _Literal) and op in ("eq", "ne"):
+            # (not donotemail) eq true: a condition against a Boolean, in three-valued logic
+            inner, wanted = left.test, right.value if op == "eq" else not right.value
+            return _Condition(lambda r: None if (v := inner(r)) is None else v is wanted)
         if not (isinstance(left, _Column) and isinstance(right, _Literal)):
             raise _unsupported("comparisons other than between a column and a literal")
         name = left.name
@@ -568,6 +596,8 @@ class _Parser:
             value = self.advance()
             if value.kind == "alias":
                 raise _unsupported(f"parameter aliases ('{value.text}')")
+            if value.kind in ("end", "punct"):
+                raise _syntax_error(value.pos, self.text)
             arguments[key.text] = value
         self.advance()
         return self.membership(name, arguments, negate=name.endswith("NotIn"))
