@@ -1,5 +1,6 @@
 """The Dataverse Web API v9.2 over the sandbox's tables: retrieve, query with paging, create,
-update/upsert and delete, with Dataverse's headers, annotations and error shapes (§3 of the spec).
+update/upsert and delete, with Dataverse's headers, annotations and error shapes (https://learn.microsoft.com/power-apps/developer/data-platform/webapi/compose-http-requests-handle-errors
+and the query pages beside it).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""Webhooks as Dataverse sends them (§1 of the spec): registrations (service endpoint + steps), the
-``RemoteExecutionContext`` payload in Microsoft's serialization, and asynchronous delivery with a
-system-job-like log.
+"""Webhooks as Dataverse sends them ("Use WebHooks to create external handlers for server events",
+https://learn.microsoft.com/power-apps/developer/data-platform/use-webhooks): registrations
+(service endpoint + steps), the ``RemoteExecutionContext`` payload in Microsoft's serialization,
+and asynchronous delivery with a system-job-like log.
 
 Steps run asynchronously in PostOperation (Mode 1, Stage 40), as in Microsoft's sample. Delivery
 runs as a task in the server's own event loop, so the Web API answer never waits for it.

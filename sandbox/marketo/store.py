@@ -95,7 +95,8 @@ class LeadDatabase:
         return self._companies_by_external_id.get(external_id)
 
     def _view(self, lead: dict[str, Any]) -> dict[str, Any]:
-        """A lead as the API shows it: a linked company's fields read as the lead's own (§6)."""
+        """A lead as the API shows it: a linked company's fields read as the lead's own
+        (Adobe's Companies page)."""
         view = dict(lead)
         company = self._company_by_external_id(lead.get("externalCompanyId"))
         if company is not None:
@@ -111,7 +112,7 @@ class LeadDatabase:
         """Get Lead by Id: the lead in the first position of the result, or an empty result.
 
         The answer for a missing id is not documented; an empty ``result`` with
-        ``success:true`` is a guess (marketo-api.md §3.2).
+        ``success:true`` is a guess (Adobe's Leads page is silent).
         """
         fields = fields or list(DEFAULT_LEAD_FIELDS)
         self._check_fields(fields, lambda name: self.catalogue.get(name) is not None)
@@ -365,7 +366,8 @@ class LeadDatabase:
     def _company_write_refused(
         self, settings: MarketoSettings, lead: dict[str, Any], values: dict[str, Any]
     ) -> dict[str, str] | None:
-        """Route company fields of a linked lead per ``linked_company_write`` (§6).
+        """Route company fields of a linked lead per ``linked_company_write`` (Adobe's
+        Companies page).
 
         Returns the 1021 reason when refused; otherwise moves the values onto the company
         record (``write_through``) and out of ``values``.
@@ -564,7 +566,7 @@ def _input_records(body: dict[str, Any], limit: int, missing_message: str) -> li
 
 
 def _project_lead(view: dict[str, Any], fields: list[str]) -> dict[str, Any]:
-    """``id`` always, then each requested field, as explicit ``null`` when empty (§3.1)."""
+    """``id`` always, then each requested field, as explicit ``null`` when empty (Leads page)."""
     return {"id": view["id"], **{name: view.get(name) for name in fields if name != "id"}}
 
 

@@ -1,4 +1,4 @@
-"""Limits, faults, counters and admin state, from marketo-api.md §2, §4 and §10."""
+"""Limits, faults, counters and admin state, from Adobe's REST overview and error-codes pages."""
 
 from __future__ import annotations
 
