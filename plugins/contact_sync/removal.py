@@ -7,8 +7,8 @@ reference/merge), or falls outside ``sync_filter``. Pure decisions: no I/O, no A
 
 The caller finds the contact's leads by the contact-id field (never by email alone: another live
 contact may own that email) and carries out the plan: Sync Leads with the ``flag_writes``, or
-Delete Leads with the ``delete_ids`` (Marketo's "Delete Leads",
-https://developer.adobe.com/marketo-apis/api/mapi/#operation/deleteLeadsUsingPOST).
+Delete Leads with the ``delete_ids`` (the "Delete" section of Adobe's Leads page,
+https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/lead-database/leads).
 """
 
 from __future__ import annotations

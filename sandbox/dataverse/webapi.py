@@ -282,7 +282,8 @@ class WebApi:
 
     async def merge(self, request: Request, caller: Caller) -> Response:
         """The ``Merge`` action (https://learn.microsoft.com/power-apps/developer/data-platform/
-        webapi/reference/merge and "Merge table rows", .../data-platform/merge-table-rows):
+        webapi/reference/merge and .../data-platform/webapi/merge-entity-using-web-api, which
+        says the subordinate "is deactivated"):
         ``UpdateContent`` is written to the master, the subordinate is deactivated with
         ``merged`` true and ``masterid`` the master, and the rows whose parent was the
         subordinate are re-parented to the master; 204 No Content.

@@ -430,8 +430,8 @@ class LeadDatabase:
     # ----- Delete Leads -----
 
     def delete_leads(self, settings: MarketoSettings, body: dict[str, Any]) -> list[dict[str, Any]]:
-        """Delete Leads (https://developer.adobe.com/marketo-apis/api/mapi/#operation/
-        deleteLeadsUsingPOST): ``{"input": [{"id": n}, ...]}``, at most 300; per record
+        """Delete Leads (the "Delete" section of Adobe's Leads page,
+        https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/lead-database/leads): ``{"input": [{"id": n}, ...]}``, at most 300; per record
         ``deleted``, or ``skipped`` with 1004 "Lead not found" for an id no lead has (the same
         reason Sync Leads gives; the Delete page lists no other), in input order."""
         records = _input_records(body, settings.max_sync_records, "Leads not specified")
