@@ -1,8 +1,8 @@
 """Two contacts, one email: which contact owns the lead (issue 12 item 4). Pure, no I/O.
 
 Marketo's Sync Leads matches by email (``lookupField`` defaults to ``email``, Adobe's Leads page:
-https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/lead-database/leads), so two live contacts sharing
-an email would take the same lead from each other on every pass. The rule that ends it:
+https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/lead-database/leads),
+so two live contacts sharing an email would take the same lead from each other on every pass. The rule that ends it:
 
 1. the contact already linked to the lead (its contact-id field) keeps it;
 2. when no contact is linked, the oldest contact (``createdon``, then contact id) owns the email;

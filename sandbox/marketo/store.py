@@ -431,7 +431,8 @@ class LeadDatabase:
 
     def delete_leads(self, settings: MarketoSettings, body: dict[str, Any]) -> list[dict[str, Any]]:
         """Delete Leads (the "Delete" section of Adobe's Leads page,
-        https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/lead-database/leads): ``{"input": [{"id": n}, ...]}``, at most 300; per record
+        https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/lead-database/leads):
+        ``{"input": [{"id": n}, ...]}``, at most 300; per record
         ``deleted``, or ``skipped`` with 1004 "Lead not found" for an id no lead has (the same
         reason Sync Leads gives; the Delete page lists no other), in input order."""
         records = _input_records(body, settings.max_sync_records, "Leads not specified")
