@@ -2,7 +2,8 @@
 
 Marketo's Sync Leads matches by email (``lookupField`` defaults to ``email``, Adobe's Leads page:
 https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/lead-database/leads),
-so two live contacts sharing an email would take the same lead from each other on every pass. The rule that ends it:
+so two live contacts sharing an email would take the same lead from each other on every pass.
+The rule that ends it:
 
 1. the contact already linked to the lead (its contact-id field) keeps it;
 2. when no contact is linked, the oldest contact (``createdon``, then contact id) owns the email;
