@@ -294,6 +294,9 @@ class _Literal:
 @dataclass(frozen=True)
 class _Condition:
     test: _Test
+    # for ``column eq literal``: (column, kind, normal value), so an or-chain of them on one
+    # column becomes one set lookup
+    equality: tuple[str, int, Any] | None = None
 
 
 _Operand = _Column | _Literal | _Condition
@@ -337,6 +340,31 @@ def _chain(tests: list[_Test], decisive: bool) -> _Test:
                 return decisive
             unknown = unknown or result is None
         return None if unknown else not decisive
+
+    return test
+
+
+def _merge_equalities(operands: list[_Operand], tests: list[_Test]) -> list[_Test]:
+    """``c eq a or c eq b or ...`` as one set lookup per column: clients send "one of these ids"
+    this way with hundreds of terms, which would otherwise cost a comparison per term per record
+    (``or`` is commutative and the terms have no side effects, so order does not matter)."""
+    groups: dict[tuple[str, int], set[Any]] = {}
+    rest: list[_Test] = []
+    for operand, test in zip(operands, tests, strict=True):
+        equality = operand.equality if isinstance(operand, _Condition) else None
+        if equality is None:
+            rest.append(test)
+        else:
+            groups.setdefault(equality[:2], set()).add(equality[2])
+    for (column, kind), values in groups.items():
+        rest.append(_one_of(column, kind, frozenset(values)))
+    return rest
+
+
+def _one_of(column: str, kind: int, values: frozenset[Any]) -> _Test:
+    def test(record: Record) -> bool | None:
+        value = _normal(kind, record.get(column))
+        return None if value is None else value in values
 
     return test
 
@@ -449,7 +477,10 @@ class _Parser:
             if not (_is_boolean(left) and _is_boolean(right)):
                 edms = [o.edm if not isinstance(o, _Condition) else None for o in (left, right)]
                 raise _incompatible(edms[0] or "Edm.Boolean", edms[1] or "Edm.Boolean", kind)
-        return _Condition(_chain([_condition(operand) for operand in operands], decisive))
+        conditions = [_condition(operand) for operand in operands]
+        if decisive:
+            conditions = _merge_equalities(operands, conditions)
+        return _Condition(_chain(conditions, decisive))
 
     def parse_comparison(self) -> _Operand:
         left = self.parse_unary()
@@ -569,7 +600,7 @@ class _Parser:
                 value = _guid_order(value)
             return function(value, expected)
 
-        return _Condition(test)
+        return _Condition(test, (name, kind, expected) if op == "eq" else None)
 
     # -- functions
     def call(self, name_token: _Token) -> _Condition:

@@ -411,3 +411,13 @@ def test_filter_by_state_bulk_email_and_created_on(api, people):
     assert names(api, "donotbulkemail ne true and statecode eq 0") == ["A", "D"]
     assert names(api, "createdon lt 2025-01-01T00:00:00Z") == ["A"]
     assert names(api, "merged eq false and _parentcustomerid_value eq null") == ["D"]
+
+
+def test_what_the_sandbox_does_not_implement_is_a_501_in_dataverses_envelope(api, people):
+    session, url = api
+    response = session.get(f"{url}/contacts?$filter=contains(lastname,'a')")
+    assert response.status_code == 501
+    assert response.headers["Content-Type"] == "application/json; odata.metadata=minimal"
+    error = response.json()["error"]
+    assert error["code"] == "0x80040216"
+    assert error["message"] == "The Dataverse sandbox does not implement the function 'contains'."

@@ -683,3 +683,13 @@ def test_and_is_intersection_or_is_union_and_de_morgan_holds(records, left, righ
     assert selected(f"{p} or {q}", records) == selected(p, records) | selected(q, records)
     assert selected(f"not ({p} or {q})", records) == selected(f"not ({p}) and not ({q})", records)
     assert selected(f"not (not ({p}))", records) == selected(p, records)
+
+
+def test_an_or_chain_of_equalities_mixed_with_other_terms_keeps_its_meaning():
+    text = (
+        "firstname eq 'ann' or revenue eq 250.5 or firstname eq 'ANNE' or donotemail eq true"
+        " or modifiedon eq 2023-12-31T23:59:59Z"
+    )
+    assert matching(text) == "ABCDE"
+    assert matching("firstname eq 'ann' or firstname eq 'zoe'") == "AE"
+    assert matching("not (firstname eq 'ann' or firstname eq 'bob')") == "DE"
