@@ -29,6 +29,7 @@ __all__ = [
     "ACCOUNT_COLUMNS",
     "COMPANY_MODES",
     "CONTACT_COLUMNS",
+    "REMOVAL_POLICIES",
     "FieldMap",
     "MappingError",
     "Mappings",
@@ -49,7 +50,8 @@ CONTACT_COLUMNS = frozenset(
         "telephone1", "telephone2", "fax", "mobilephone",
         "address1_line1", "address1_line2", "address1_line3", "address1_city",
         "address1_stateorprovince", "address1_country", "address1_postalcode",
-        "description", "jobtitle", "modifiedon", "statecode", "statuscode",
+        "description", "jobtitle", "modifiedon", "createdon", "statecode", "statuscode",
+        "donotemail", "donotbulkemail", "merged",
     }
 )  # fmt: skip
 #: Account columns: the account table,
@@ -64,6 +66,16 @@ ACCOUNT_COLUMNS = frozenset(
 )  # fmt: skip
 
 COMPANY_MODES = ("lead_fields", "company_record")
+#: ``on_contact_removed``: what a deleted, deactivated, merged or filtered-out contact's lead gets.
+REMOVAL_POLICIES = ("ignore", "flag", "delete")
+_SETTINGS_KEYS = (
+    "contact_id_field",
+    "company_mode",
+    "on_contact_removed",
+    "removed_flag_field",
+    "sync_filter",
+    "fail_run_on_rejection",
+)
 DEFAULT_DIRECTORY = Path(__file__).resolve().parents[2] / "include" / "mappings"
 LOOKUP_TYPE_ANNOTATION = "_parentcustomerid_value@Microsoft.Dynamics.CRM.lookuplogicalname"
 # Street lines become one multi-line text value, as Marketo (and Salesforce) store streets.
@@ -161,10 +173,22 @@ class SyncSettings:
     ``company_mode``: ``lead_fields`` writes the account's fields on the lead (the recipe's way);
     ``company_record`` syncs a Marketo Company keyed by ``externalCompanyId`` = account id and links
     the lead to it (needed where Sync Leads refuses company fields with 1021).
+    ``on_contact_removed``: ``ignore`` (the recipe's way: a removed contact is refused with its
+    reason and its lead left alone), ``flag`` (``removed_flag_field`` set true on its lead) or
+    ``delete`` (its lead deleted); the lead is found by ``contact_id_field``, never by email.
+    ``removed_flag_field``: the Marketo Boolean field ``flag`` sets (and a live contact clears).
+    ``sync_filter``: an OData ``$filter`` on contact columns; contacts outside it are not synced
+    and count as removed. ``None``: every contact.
+    ``fail_run_on_rejection``: whether a run that rejected a contact ends failed (the default,
+    so rejections are seen) or succeeds with the rejections in its report.
     """
 
     contact_id_field: str | None = "dynamicsContactId"
     company_mode: str = "lead_fields"
+    on_contact_removed: str = "ignore"
+    removed_flag_field: str | None = None
+    sync_filter: str | None = None
+    fail_run_on_rejection: bool = True
 
 
 @dataclass(frozen=True)
@@ -297,9 +321,18 @@ def _load_entries(
     return tuple(entries)
 
 
-def _load_settings(path: Path, marketo: Mapping[str, bool] | None) -> SyncSettings:
+def _load_settings(
+    path: Path,
+    marketo: Mapping[str, bool] | None,
+    describe: Sequence[Mapping[str, Any]] | None = None,
+) -> SyncSettings:
+    """``settings.yaml``, each bad value a :class:`MappingError` naming its setting.
+
+    ``marketo`` (REST name → read-only) and ``describe`` (the raw describe result, for data
+    types) come from Marketo's ``leads/describe``; without them field names are not checked.
+    """
     data = _read_yaml(path) if path.exists() else {}
-    data = _check_keys(str(path), data or {}, ("contact_id_field", "company_mode"))
+    data = _check_keys(str(path), data or {}, _SETTINGS_KEYS)
     defaults = SyncSettings()
     field_name = data.get("contact_id_field", defaults.contact_id_field)
     if field_name is not None:
@@ -311,7 +344,82 @@ def _load_settings(path: Path, marketo: Mapping[str, bool] | None) -> SyncSettin
         raise MappingError(f"{path}: company_mode must be one of {', '.join(COMPANY_MODES)}")
     if mode == "company_record":
         _check_marketo_field(f"{path}: company_mode", EXTERNAL_COMPANY_ID, marketo)
-    return SyncSettings(contact_id_field=field_name, company_mode=mode)
+    policy = data.get("on_contact_removed", defaults.on_contact_removed)
+    if policy not in REMOVAL_POLICIES:
+        raise MappingError(
+            f"{path}: on_contact_removed must be one of {', '.join(REMOVAL_POLICIES)}, "
+            f"not {policy!r}"
+        )
+    if policy != "ignore" and field_name is None:
+        raise MappingError(
+            f"{path}: on_contact_removed: {policy} needs contact_id_field (a removed contact's "
+            "lead is found by the contact id, never by email alone)"
+        )
+    flag = data.get("removed_flag_field", defaults.removed_flag_field)
+    if flag is not None and (not isinstance(flag, str) or not flag.strip()):
+        raise MappingError(f"{path}: removed_flag_field must be a Marketo field name or null")
+    if policy == "flag" and flag is None:
+        raise MappingError(
+            f"{path}: removed_flag_field is required by on_contact_removed: flag (the REST name "
+            "of a Boolean custom lead field)"
+        )
+    if flag is not None:
+        if flag in (field_name, EMAIL_FIELD):
+            raise MappingError(f"{path}: removed_flag_field must be a field of its own")
+        _check_marketo_field(f"{path}: removed_flag_field", flag, marketo)
+        data_type = _marketo_types(describe).get(flag) if describe is not None else "boolean"
+        if data_type != "boolean":
+            raise MappingError(
+                f"{path}: removed_flag_field {flag!r} must be a Boolean field in Marketo "
+                f"(describe says {data_type})"
+            )
+    sync_filter = data.get("sync_filter", defaults.sync_filter)
+    if sync_filter is not None:
+        _check_sync_filter(path, sync_filter)
+        sync_filter = sync_filter.strip()
+    fail_run = data.get("fail_run_on_rejection", defaults.fail_run_on_rejection)
+    if not isinstance(fail_run, bool):
+        raise MappingError(f"{path}: fail_run_on_rejection must be true or false")
+    return SyncSettings(
+        contact_id_field=field_name,
+        company_mode=mode,
+        on_contact_removed=policy,
+        removed_flag_field=flag,
+        sync_filter=sync_filter,
+        fail_run_on_rejection=fail_run,
+    )
+
+
+def _marketo_types(describe: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """REST field name → ``dataType`` from a describe result."""
+    types = {}
+    for item in describe:
+        rest = item.get("rest") if isinstance(item, Mapping) else None
+        if isinstance(rest, Mapping) and isinstance(rest.get("name"), str):
+            types[rest["name"]] = str(item.get("dataType"))
+    return types
+
+
+def _check_sync_filter(path: Path, text: Any) -> None:
+    """What can be told without Dataverse: text, balanced quotes and parentheses, no other
+    query option smuggled in. Dataverse judges the rest: the hook reports its refusal of the
+    filter as a configuration error naming ``sync_filter`` before any write."""
+    if not isinstance(text, str) or not text.strip():
+        raise MappingError(f"{path}: sync_filter must be an OData $filter expression or null")
+    depth, quoted = 0, False
+    for char in text:
+        if char == "'":
+            quoted = not quoted  # '' (an escaped quote) toggles twice
+        elif not quoted and char in "()":
+            depth += 1 if char == "(" else -1
+            if depth < 0:
+                break
+    if quoted or depth != 0:
+        raise MappingError(f"{path}: sync_filter has unbalanced quotes or parentheses")
+    if "&" in text or "$" in text:
+        raise MappingError(
+            f"{path}: sync_filter is only the $filter expression (no '&' or '$' options)"
+        )
 
 
 def load_mappings(
@@ -335,7 +443,7 @@ def load_mappings(
     email = [entry for entry in contact if entry.marketo == EMAIL_FIELD]
     if not email or len(email[0].columns) != 1:
         raise MappingError(f"{contact_path}: 'email' must be mapped from exactly one column")
-    settings = _load_settings(directory / "settings.yaml", marketo)
+    settings = _load_settings(directory / "settings.yaml", marketo, describe)
     clash = {entry.marketo for entry in contact + account} & {
         settings.contact_id_field,
         EXTERNAL_COMPANY_ID if settings.company_mode == "company_record" else None,

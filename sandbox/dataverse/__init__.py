@@ -1,4 +1,5 @@
-"""The Entra ID + Dataverse Web API sandbox (``shared/docs/dynamics365-api.md``).
+"""The Entra ID + Dataverse Web API sandbox (Microsoft Learn:
+https://learn.microsoft.com/power-apps/developer/data-platform/webapi/overview).
 
 One Starlette app serves Entra ID's token endpoints, the Web API v9.2 for ``contacts`` and
 ``accounts`` (with the ``EntityDefinitions`` Microsoft's Python SDK reads), webhooks on contact

@@ -81,12 +81,15 @@ class DataverseAdmin(SandboxAdmin):
         messages: Iterable[str] = ("Create", "Update"),
         filtering_attributes: Iterable[str] | None = None,
         entity: str = "contact",
+        pre_image: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Register a webhook endpoint with a step per message on ``entity`` (``contact`` or
         ``account``).
 
         ``auth_value`` is the key for ``WebhookKey`` and ``{name: value}`` pairs for
-        ``HttpHeader`` / ``HttpQueryString``.
+        ``HttpHeader`` / ``HttpQueryString``. ``messages`` are among Create, Update, Delete and
+        Merge; ``pre_image`` (``{"alias": ..., "attributes": [...] or None}``) registers an image
+        on the Update and Delete steps.
         """
         return self.post(
             "webhooks",
@@ -97,6 +100,7 @@ class DataverseAdmin(SandboxAdmin):
                 "messages": list(messages),
                 "filtering_attributes": list(filtering_attributes or []) or None,
                 "entity": entity,
+                "pre_image": dict(pre_image) if pre_image else None,
             },
         )
 

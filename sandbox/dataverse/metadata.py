@@ -1,5 +1,6 @@
-"""The slice of ``EntityDefinitions`` Microsoft's Python SDK reads (§6 of the spec): entity-set
-resolution by logical name, and the Picklist attributes it uses to turn choice labels into values.
+"""The slice of ``EntityDefinitions`` Microsoft's Python SDK reads
+(microsoft/PowerPlatform-DataverseClient-Python): entity-set resolution by logical name, and the
+Picklist attributes it uses to turn choice labels into values.
 """
 
 from __future__ import annotations

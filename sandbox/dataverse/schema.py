@@ -1,5 +1,6 @@
-"""The two tables the sandbox serves (contact, account): columns of dynamics365-api.md §4 plus the
-system columns every Dataverse table has.
+"""The two tables the sandbox serves (contact, account): the columns of Microsoft's table
+references (https://learn.microsoft.com/power-apps/developer/data-platform/reference/entities/contact
+and .../entities/account) that the product reads, plus the system columns every table has.
 
 A column is named as the Web API names it (lookups as ``_<attribute>_value``); ``attribute`` is the
 logical attribute name the SDK and webhooks use (``parentcustomerid``).
@@ -10,6 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 
 class Kind(Enum):
@@ -42,6 +44,8 @@ class Column:
     options: dict[int, str] = field(default_factory=dict)
     # lookups: target table -> single-valued navigation property
     navigation: dict[str, str] = field(default_factory=dict)
+    # the value Dataverse gives a new row when the caller sends none
+    default: Any = None
 
     @property
     def attribute(self) -> str:
@@ -168,6 +172,11 @@ CONTACT = _table(
         ),
         Column("description", Kind.STRING, max_length=2000),
         Column("donotemail", Kind.BOOL),
+        # "Bulk Email": Allow (false) unless set; the Marketo recipes' usual sync filter reads it
+        Column("donotbulkemail", Kind.BOOL, default=False),
+        # set only by the Merge action (read-only in the contact table reference)
+        Column("merged", Kind.BOOL, writable=False, default=False),
+        Column("_masterid_value", Kind.LOOKUP, writable=False, navigation={"contact": "masterid"}),
         Column(
             "preferredcontactmethodcode",
             Kind.PICKLIST,

@@ -217,7 +217,7 @@ class DataverseService:
     async def _limited(
         self, caller: Caller, handler: Callable[[], Awaitable[Response]]
     ) -> Response:
-        """Service protection limits, per application user (§5.2)."""
+        """Service protection limits, per application user (https://learn.microsoft.com/power-apps/developer/data-platform/api-limits)."""
         window, gate = self._limiter(caller.user_id)
         settings = self.settings
         if not gate.enter():

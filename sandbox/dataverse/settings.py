@@ -56,6 +56,10 @@ class DataverseSettings:
     # NOT FOUND: the value of x-ms-dynamics-msg-size-exceeded and the POST's Content-Type.
     webhook_size_exceeded_header_value: str = "true"
     webhook_content_type: str = "application/json; charset=utf-8"
+    # NOT FOUND: whether a Merge fires Update steps on the subordinate it deactivates (it is an
+    # update of statecode, statuscode, merged and masterid). On by default: a sync must then act
+    # on either signal, and off shows the Merge step alone.
+    merge_fires_subordinate_update: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -77,7 +81,11 @@ def _coerce(name: str, value: Any, current: Any) -> Any:
         if value is not None and not isinstance(value, str):
             raise ValueError("org_url must be a string or null")
         return value.rstrip("/") if value else None
-    if isinstance(current, bool) or isinstance(value, bool):
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false")
+        return value
+    if isinstance(value, bool):
         raise ValueError(f"{name} does not take a boolean")
     if isinstance(current, dict):
         if not isinstance(value, dict):

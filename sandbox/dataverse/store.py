@@ -52,7 +52,7 @@ class RecordStore:
         now: str,
     ) -> dict[str, Any]:
         """Create a row from validated ``values`` plus the defaults Dataverse adds."""
-        record: dict[str, Any] = dict.fromkeys(table.columns)
+        record: dict[str, Any] = {name: column.default for name, column in table.columns.items()}
         record_id = str(values.get(table.primary_id) or uuid.uuid4()).lower()
         system = {
             table.primary_id: record_id,

@@ -1,5 +1,6 @@
 """The Dataverse Web API v9.2 over the sandbox's tables: retrieve, query with paging, create,
-update/upsert and delete, with Dataverse's headers, annotations and error shapes (§3 of the spec).
+update/upsert and delete, with Dataverse's headers, annotations and error shapes (https://learn.microsoft.com/power-apps/developer/data-platform/webapi/compose-http-requests-handle-errors
+and the query pages beside it).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from sandbox.dataverse.settings import DataverseSettings
 from sandbox.dataverse.store import BUSINESS_UNIT, SYSTEM_USER, RecordStore, target_key
 
 API_PREFIX = "/api/data/v9.2"
+MERGE_PARAMETERS = ("Target", "Subordinate", "UpdateContent", "PerformParentingChecks")
 QUERY_OPTIONS = {"$select", "$filter", "$orderby", "$top", "$count", "$expand", "$skiptoken"}
 FORMATTED = "OData.Community.Display.V1.FormattedValue"
 NAVIGATION = "Microsoft.Dynamics.CRM.associatednavigationproperty"
@@ -56,12 +58,16 @@ class Caller:
 class Write:
     """One create or update as the webhooks need it."""
 
-    message: str  # "Create" | "Update"
+    message: str  # "Create" | "Update" | "Delete" | "Merge"
     table: Table
-    row: dict[str, Any]
+    row: dict[str, Any]  # the row after the write (Delete: the row as it was)
     changed: set[str]  # columns whose value changed (Update)
     sent: dict[str, Any]  # columns the caller sent, as stored
     caller: Caller
+    # Merge: the request's other input parameters (SubordinateId, UpdateContent, ...)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    # Update: the row before it (what a pre-image shows)
+    before: dict[str, Any] | None = None
 
 
 class WriteListener(Protocol):
@@ -120,6 +126,10 @@ class WebApi:
         head = segments[0]
         match = _KEY.match(head)
         entity_set = match.group("set") if match else head
+        if entity_set == "Merge" and not match and len(segments) == 1:
+            if method != "POST":
+                raise errors.method_not_allowed(method)
+            return Route("Merge", lambda r, c: self.merge(r, c))
         table = BY_ENTITY_SET.get(entity_set)
         if table is None:
             raise errors.segment_not_found(entity_set)
@@ -130,7 +140,7 @@ class WebApi:
             handlers = {
                 "GET": lambda r, c: self.retrieve(r, c, table, record_id),
                 "PATCH": lambda r, c: self.upsert(r, c, table, record_id),
-                "DELETE": lambda r, c: self.delete(table, record_id),
+                "DELETE": lambda r, c: self.delete(c, table, record_id),
             }
             template = f"{table.entity_set}(id)"
         elif segments[1:] == ["$count"]:
@@ -260,13 +270,120 @@ class WebApi:
         row, changed = self._store.update(
             table, record_id, values, user_id=caller.user_id, now=self._now()
         )
-        self._on_write(Write("Update", table, row, changed, values, caller))
+        self._on_write(Write("Update", table, row, changed, values, caller, before=existing))
         return self._written(request, caller, table, row, status=200)
 
-    async def delete(self, table: Table, record_id: str) -> Response:
-        if not self._store.delete(table, record_id):
+    async def delete(self, caller: Caller, table: Table, record_id: str) -> Response:
+        row = self._store.get(table, record_id)
+        if row is None or not self._store.delete(table, record_id):
             raise errors.record_not_found(table.logical_name, record_id)
+        self._on_write(Write("Delete", table, row, set(), {}, caller))
         return Response(status_code=204, headers={"OData-Version": "4.0"})
+
+    async def merge(self, request: Request, caller: Caller) -> Response:
+        """The ``Merge`` action (https://learn.microsoft.com/power-apps/developer/data-platform/
+        webapi/reference/merge and .../data-platform/webapi/merge-entity-using-web-api, which
+        says the subordinate "is deactivated"):
+        ``UpdateContent`` is written to the master, the subordinate is deactivated with
+        ``merged`` true and ``masterid`` the master, and the rows whose parent was the
+        subordinate are re-parented to the master; 204 No Content.
+
+        Webhooks: a ``Merge`` step on the table fires once (Target = the master). The platform's
+        own updates (the master with UpdateContent, the subordinate, re-parented children) fire
+        Update steps whose filtering attributes they touch; whether Dataverse fires Update on the
+        subordinate is not documented, so ``merge_fires_subordinate_update`` decides it.
+        """
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            raise errors.bad_query("The request body must be a JSON object.")
+        unknown = sorted(set(body) - set(MERGE_PARAMETERS))
+        if unknown:
+            raise errors.bad_query(
+                f"The parameter '{unknown[0]}' in the request payload is not a valid parameter "
+                "for the operation 'Merge'."
+            )
+        table, master_id = self._merge_entity(body, "Target")
+        sub_table, subordinate_id = self._merge_entity(body, "Subordinate")
+        if sub_table is not table:
+            raise errors.bad_query("The Target and Subordinate of a Merge must be of one table.")
+        if master_id == subordinate_id:
+            raise errors.bad_query("The Target and the Subordinate of a Merge must differ.")
+        for record_id in (master_id, subordinate_id):
+            if self._store.get(table, record_id) is None:
+                raise errors.record_not_found(table.logical_name, record_id)
+        content = body.get("UpdateContent") or {}
+        if not isinstance(content, dict):
+            raise errors.bad_query("UpdateContent must be an entity object.")
+        content = {k: v for k, v in content.items() if k != "@odata.type"}
+        values = self.values(table, content)
+        checks = body.get("PerformParentingChecks", False)
+        if not isinstance(checks, bool):
+            raise errors.bad_query("PerformParentingChecks must be a boolean.")
+        if checks and "_parentcustomerid_value" in table.columns:
+            master = self._store.get(table, master_id) or {}
+            subordinate = self._store.get(table, subordinate_id) or {}
+            parents = {r.get("_parentcustomerid_value") for r in (master, subordinate)}
+            if len(parents) > 1 and None not in parents:
+                # The real check refuses records with different parents; the text is NOT FOUND
+                raise errors.bad_query(
+                    "The records have different parents, and PerformParentingChecks is true."
+                )
+        now, user = self._now(), caller.user_id
+        settings = self._settings()
+        if values:
+            before = self._store.get(table, master_id)
+            row, changed = self._store.update(table, master_id, values, user_id=user, now=now)
+            self._on_write(Write("Update", table, row, changed, values, caller, before=before))
+        deactivate = {"statecode": 1, "statuscode": 2, "merged": True}
+        if "_masterid_value" in table.columns:
+            deactivate |= {"_masterid_value": master_id, target_key("_masterid_value"): "contact"}
+        before = self._store.get(table, subordinate_id)
+        row, changed = self._store.update(table, subordinate_id, deactivate, user_id=user, now=now)
+        if settings.merge_fires_subordinate_update:
+            update = Write("Update", table, row, changed, deactivate, caller, before=before)
+            self._on_write(update)
+        self._reparent(caller, table, subordinate_id, master_id)
+        master = self._store.get(table, master_id) or {}
+        parameters = {
+            "SubordinateId": subordinate_id,
+            "UpdateContent": values,
+            "PerformParentingChecks": checks,
+        }
+        self._on_write(Write("Merge", table, master, set(), values, caller, parameters))
+        return Response(status_code=204, headers={"OData-Version": "4.0"})
+
+    def _merge_entity(self, body: dict[str, Any], name: str) -> tuple[Table, str]:
+        entity = body.get(name)
+        if not isinstance(entity, dict):
+            raise errors.bad_query(f"The parameter '{name}' of the Merge action is required.")
+        odata_type = str(entity.get("@odata.type", ""))
+        table = TABLES.get(odata_type.removeprefix("Microsoft.Dynamics.CRM."))
+        if table is None or table.primary_id not in entity:
+            raise errors.bad_query(
+                f"The parameter '{name}' must name its table in '@odata.type' (such as "
+                "'Microsoft.Dynamics.CRM.contact') and carry its primary key."
+            )
+        return table, _record_key(str(entity[table.primary_id]))
+
+    def _reparent(self, caller: Caller, parent: Table, old_id: str, new_id: str) -> None:
+        """Children of the subordinate (contacts whose company was it) move to the master."""
+        for child_table in TABLES.values():
+            if "_parentcustomerid_value" not in child_table.columns:
+                continue
+            for child in self._store.rows(child_table):
+                if child.get("_parentcustomerid_value") != old_id:
+                    continue
+                values = {"_parentcustomerid_value": new_id}
+                values[target_key("_parentcustomerid_value")] = parent.logical_name
+                row, changed = self._store.update(
+                    child_table,
+                    child[child_table.primary_id],
+                    values,
+                    user_id=caller.user_id,
+                    now=self._now(),
+                )
+                update = Write("Update", child_table, row, changed, values, caller, before=child)
+                self._on_write(update)
 
     def _insert(
         self, request: Request, caller: Caller, table: Table, values: dict[str, Any]

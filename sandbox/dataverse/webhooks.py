@@ -1,6 +1,7 @@
-"""Webhooks as Dataverse sends them (§1 of the spec): registrations (service endpoint + steps), the
-``RemoteExecutionContext`` payload in Microsoft's serialization, and asynchronous delivery with a
-system-job-like log.
+"""Webhooks as Dataverse sends them ("Use WebHooks to create external handlers for server events",
+https://learn.microsoft.com/power-apps/developer/data-platform/use-webhooks): registrations
+(service endpoint + steps), the ``RemoteExecutionContext`` payload in Microsoft's serialization,
+and asynchronous delivery with a system-job-like log.
 
 Steps run asynchronously in PostOperation (Mode 1, Stage 40), as in Microsoft's sample. Delivery
 runs as a task in the server's own event loop, so the Web API answer never waits for it.
@@ -34,7 +35,11 @@ from sandbox.dataverse.webapi import Write
 CONTRACTS = "http://schemas.microsoft.com/xrm/2011/Contracts"
 ENTITY_TYPE = f"Entity:{CONTRACTS}"
 AUTH_TYPES = ("WebhookKey", "HttpHeader", "HttpQueryString")
-MESSAGES = ("Create", "Update")
+MESSAGES = ("Create", "Update", "Delete", "Merge")
+EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
+DEFAULT_MESSAGES = ("Create", "Update")
+# Messages whose Target is an EntityReference (the row is gone, or named only), not an Entity
+_REFERENCE_TARGET = ("Delete", "Merge")
 RETRIED_STATUSES = (502, 503, 504)  # "one more attempt only when these error codes are returned"
 # Columns Dataverse sets itself on update; they are in the Target however the caller's changes are
 _PLATFORM_UPDATE = ("modifiedon", "_modifiedby_value", "versionnumber", "fullname", "yomifullname")
@@ -59,6 +64,9 @@ class Step:
     message: str
     entity: str
     filtering_attributes: list[str] | None
+    # A registered pre-image: (alias, attributes or None for all columns). Dataverse sends one
+    # only when the step has it (Update and Delete steps; Create has no pre-image).
+    pre_image: tuple[str, list[str] | None] | None = None
 
     def fires_for(self, write: Write) -> bool:
         if write.message != self.message or write.table.logical_name != self.entity:
@@ -93,9 +101,10 @@ class Webhooks:
         entity = spec.get("entity", "contact")
         if entity not in TABLES:
             raise ValueError(f"entity must be one of {sorted(TABLES)}")
-        messages = list(spec.get("messages") or MESSAGES)
+        messages = list(spec.get("messages") or DEFAULT_MESSAGES)
         if not set(messages) <= set(MESSAGES):
             raise ValueError(f"messages must be among {MESSAGES}")
+        pre_image = _pre_image(TABLES[entity], spec.get("pre_image"))
         endpoint = Endpoint(
             serviceendpointid=str(uuid.uuid4()),
             name=str(spec.get("name") or f"sandbox webhook {urlsplit(url).netloc}"),
@@ -105,7 +114,14 @@ class Webhooks:
         )
         filtering = _filtering(TABLES[entity], spec.get("filtering_attributes"))
         steps = [
-            Step(str(uuid.uuid4()), endpoint.serviceendpointid, message, entity, filtering)
+            Step(
+                str(uuid.uuid4()),
+                endpoint.serviceendpointid,
+                message,
+                entity,
+                filtering,
+                pre_image if message in ("Update", "Delete") else None,
+            )
             for message in messages
         ]
         with self._lock:
@@ -148,7 +164,10 @@ class Webhooks:
             for raw in data.get("endpoints", []):
                 endpoint = Endpoint(**raw)
                 self._endpoints[endpoint.serviceendpointid] = endpoint
-            self._steps.extend(Step(**raw) for raw in data.get("steps", []))
+            for raw in data.get("steps", []):
+                image = raw.get("pre_image")
+                step = Step(**{**raw, "pre_image": tuple(image) if image else None})
+                self._steps.append(step)
 
     def _describe(self, endpoint: Endpoint) -> dict[str, Any]:
         return {
@@ -165,6 +184,11 @@ class Webhooks:
                     "filteringattributes": ",".join(s.filtering_attributes or []) or None,
                     "stage": 40,
                     "mode": 1,
+                    "pre_image": (
+                        {"alias": s.pre_image[0], "attributes": s.pre_image[1]}
+                        if s.pre_image
+                        else None
+                    ),
                 }
                 for s in self._steps
                 if s.serviceendpointid == endpoint.serviceendpointid
@@ -291,6 +315,8 @@ def build_context(
     """The context of ``step`` firing for ``write``, as Python values (see ``serialize``)."""
     table, row = write.table, write.row
     record_id = row[table.primary_id]
+    if write.message in _REFERENCE_TARGET:
+        return _reference_context(write, step, settings, now, correlation_id)
     if write.message == "Create":
         target_columns = [
             c for c in table.columns if row.get(c) is not None and c != "versionnumber"
@@ -373,7 +399,7 @@ def build_context(
         **operation,
         "ParentContext": parent,
         "PostEntityImages": [{"key": "AsynchronousStepPrimaryName", "value": primary_name}],
-        "PreEntityImages": [],
+        "PreEntityImages": _pre_images(step, write),
         **tail,
         "SharedVariables": (
             [{"key": "DefaultsAddedFlag", "value": True}] if write.message == "Create" else []
@@ -381,6 +407,115 @@ def build_context(
         "Stage": 40,
         "UserId": write.caller.user_id,
     }
+
+
+def _reference_context(
+    write: Write,
+    step: Step,
+    settings: DataverseSettings,
+    now: float,
+    correlation_id: str,
+) -> dict[str, Any]:
+    """Delete and Merge: the Target is an EntityReference (``Microsoft.Xrm.Sdk`` DeleteRequest and
+    MergeRequest, https://learn.microsoft.com/dotnet/api/microsoft.crm.sdk.messages.mergerequest),
+    so the columns are only in a registered pre-image. Merge adds SubordinateId, UpdateContent
+    and PerformParentingChecks. Microsoft publishes no sample of either payload: the envelope
+    is the Update sample's, with no AsynchronousStepPrimaryName post-image after a Delete (there
+    is no row left to read) and none after a Merge either (a guess)."""
+    table, row = write.table, write.row
+    record_id = row[table.primary_id]
+    reference = {
+        "__type": f"EntityReference:{CONTRACTS}",
+        "Id": record_id,
+        "KeyAttributes": [],
+        "LogicalName": table.logical_name,
+        "Name": None,
+        "RowVersion": None,
+    }
+    inputs: list[dict[str, Any]] = [{"key": "Target", "value": reference}]
+    if write.message == "Merge":
+        content = write.parameters.get("UpdateContent") or {}
+        update_content = _entity(table, {**row, **content}, dict.fromkeys(content))
+        update_content["Id"] = EMPTY_GUID  # an Entity built by the caller, not a stored row
+        inputs += [
+            {"key": "SubordinateId", "value": write.parameters["SubordinateId"]},
+            {"key": "UpdateContent", "value": update_content},
+            {"key": "PerformParentingChecks", "value": write.parameters["PerformParentingChecks"]},
+        ]
+    operation = {
+        "BusinessUnitId": settings.business_unit_id,
+        "CorrelationId": correlation_id,
+        "Depth": 1,
+        "InitiatingUserId": write.caller.user_id,
+        "InputParameters": inputs,
+        "IsExecutingOffline": False,
+        "IsInTransaction": False,
+        "IsOfflinePlayback": False,
+        "IsolationMode": 1,
+        "MessageName": write.message,
+        "Mode": 1,
+        "OperationCreatedOn": f"/Date({int(now * 1000)}+0000)/",
+        "OperationId": str(uuid.uuid4()),
+        "OrganizationId": settings.organization_id,
+        "OrganizationName": settings.organization_name,
+        "OutputParameters": [],
+        "OwningExtension": {
+            "Id": step.sdkmessageprocessingstepid,
+            "KeyAttributes": [],
+            "LogicalName": "sdkmessageprocessingstep",
+            "Name": None,
+            "RowVersion": None,
+        },
+    }
+    tail = {
+        "PrimaryEntityId": record_id,
+        "PrimaryEntityName": table.logical_name,
+        "RequestId": None,
+        "SecondaryEntityName": "none",
+    }
+    parent = {
+        **operation,
+        "ParentContext": None,
+        "PostEntityImages": [],
+        "PreEntityImages": [],
+        **tail,
+        "SharedVariables": [],
+        "Stage": 30,
+        "UserId": write.caller.user_id,
+    }
+    return {
+        **operation,
+        "ParentContext": parent,
+        "PostEntityImages": [],
+        "PreEntityImages": _pre_images(step, write),
+        **tail,
+        "SharedVariables": [],
+        "Stage": 40,
+        "UserId": write.caller.user_id,
+    }
+
+
+def _pre_images(step: Step, write: Write) -> list[dict[str, Any]]:
+    """The step's registered pre-image: the row before the operation (for an Update, the row
+    with the changed columns' old values; the store keeps no history, so the sandbox rebuilds
+    keeps the row before in ``write.before``)."""
+    if step.pre_image is None or write.message not in ("Update", "Delete"):
+        return []
+    alias, attributes = step.pre_image
+    table = write.table
+    before = write.before if write.before is not None else write.row
+    columns = [
+        c
+        for c in table.columns
+        if before.get(c) is not None
+        and c != "versionnumber"
+        and (attributes is None or table.columns[c].attribute in attributes)
+    ]
+    if table.primary_id not in columns:
+        columns.append(table.primary_id)
+    image = _entity(table, before, dict.fromkeys(columns))
+    del image["__type"]
+    return [{"key": alias, "value": image}]
 
 
 def strip_oversize(context: dict[str, Any]) -> dict[str, Any]:
@@ -481,6 +616,16 @@ def _auth_value(auth_type: str, value: Any) -> Any:
     if not isinstance(value, dict) or not value:
         raise ValueError(f"a {auth_type} auth_value is a non-empty object of name: value pairs")
     return {str(k): str(v) for k, v in value.items()}
+
+
+def _pre_image(table: Table, value: Any) -> tuple[str, list[str] | None] | None:
+    """``{"alias": "PreImage", "attributes": [...]}`` (no attributes: every column)."""
+    if not value:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("alias"), str):
+        raise ValueError('pre_image is {"alias": <name>, "attributes": [<column>, ...] or null}')
+    attributes = _filtering(table, value.get("attributes"))
+    return value["alias"], attributes
 
 
 def _filtering(table: Table, value: Any) -> list[str] | None:

@@ -1,4 +1,5 @@
-"""A local stand-in for Adobe Marketo Engage REST (Identity, Leads, Companies), per marketo-api.md.
+"""A local stand-in for Adobe Marketo Engage REST (Identity, Leads, Companies), per Adobe's REST
+documentation (https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/rest-api).
 
 ``MarketoService().app`` is the ASGI app; ``MarketoAdmin`` (``sandbox.marketo.admin``) drives its
 ``/_sandbox/`` admin API over HTTP.

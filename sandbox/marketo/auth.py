@@ -30,7 +30,7 @@ class TokenIssuer:
         """The identity answer for the (already authenticated) configured client.
 
         "If you call the Identity endpoint before the token expires, the response returns the
-        same token and its remaining lifespan" (marketo-api.md §1.1); a fresh one says 3599.
+        same token and its remaining lifespan" (Adobe's Authentication page); a fresh one says 3599.
         """
         now = self._clock.now()
         with self._lock:

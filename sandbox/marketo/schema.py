@@ -1,7 +1,8 @@
 """The lead and company field catalogue: the real describe fixture plus custom fields.
 
 ``describe-leads.json`` is a decoded recording of a real instance's ``describe.json``
-(marketo-api.md §3.5, [GRP-D]); it is copied here so the sandbox never reads ``shared/`` at run
+(a real instance's describe.json recorded in grouparoo/grouparoo's Marketo plugin tests);
+it is copied here so the sandbox never reads ``shared/`` at run
 time.
 """
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-# Standard fields Get Leads by Filter Type accepts (Swagger + Leads page, §3.1); any other
+# Standard fields Get Leads by Filter Type accepts (Adobe's Swagger and Leads page); any other
 # standard field answers 1011. Custom fields are searchable when of these types:
 SEARCHABLE_STANDARD_FIELDS = frozenset(
     {
@@ -34,7 +35,7 @@ SEARCHABLE_STANDARD_FIELDS = frozenset(
 )
 SEARCHABLE_CUSTOM_TYPES = frozenset({"string", "email", "integer"})
 
-# Fields of the company object that leads show as their own (describe ids 4-20, §5).
+# Fields of the company object that leads show as their own (describe ids 4-20).
 # ``externalCompanyId`` (id 41) is the link itself and stays on the lead.
 COMPANY_FIELDS = (
     "company",
@@ -105,7 +106,7 @@ class FieldCatalogue:
                 item["rest"]["name"], item["dataType"], item["rest"]["readOnly"]
             )
             for item in [*self._standard, *self._custom]
-            if "rest" in item  # items without ``rest`` exist in real describes (§3.5)
+            if "rest" in item  # items without ``rest`` exist in real describes
         }
 
     def get(self, name: str) -> FieldDef | None:
@@ -162,7 +163,7 @@ class FieldCatalogue:
         return copy.deepcopy([*self._standard, *self._custom])
 
     def describe2(self) -> list[dict[str, Any]]:
-        """Swagger ``LeadAttribute2`` (no real sample was found, §3.5)."""
+        """Swagger ``LeadAttribute2`` (no real sample was found)."""
         items = [*self._standard, *self._custom]
         fields = [
             {
@@ -180,7 +181,7 @@ class FieldCatalogue:
         return [{"name": "API Lead", "searchableFields": searchable, "fields": fields}]
 
     def describe_companies(self) -> list[dict[str, Any]]:
-        """The Company object as Describe Companies shows it (companies.md sample, §6)."""
+        """The Company object as Describe Companies shows it (sample on https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/lead-database/companies)."""
         fixed = [
             {"name": "createdAt", "displayName": "Created At", "dataType": "datetime"},
             {

@@ -1,7 +1,8 @@
 """The Marketo sandbox as an ASGI app: Identity, the REST Lead database and the admin API.
 
 Every REST call runs one pipeline, in this order, so the counters and limits behave like the
-real service (marketo-api.md §2, §4, §10):
+real service (https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/rest-api and
+https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/error-codes):
 
 1. size checks: URI > 8 KB → HTTP 414, body > 1 MB → HTTP 413 (the only non-200 answers);
 2. concurrency gate → 615, then injected latency while holding the slot, then injected faults;
@@ -49,7 +50,8 @@ from sandbox.marketo.wire import (
 
 _HTTP_FAULTS = frozenset({"500", "502", "503", "504"})
 _ENVELOPE_FAULTS = frozenset({"601", "602", "604", "606", "607", "608", "611", "615", "713"})
-# The daily quota "resets 12:00 AM CST" (§2): a fixed UTC-6, as Adobe states it.
+# The daily quota "resets 12:00 AM CST" (Adobe's REST API overview): a fixed UTC-6, as Adobe
+# states it.
 _CST = timedelta(hours=-6)
 _IDENTITY_HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -190,6 +192,9 @@ class MarketoService:
         return [
             endpoint("GET", "/rest/v1/leads.json", self._get_leads),
             endpoint("POST", "/rest/v1/leads.json", self._sync_leads),
+            endpoint("POST", "/rest/v1/leads/delete.json", self._delete_leads),
+            # the form real clients send (a recorded exchange: POST leads.json?_method=DELETE)
+            endpoint("DELETE", "/rest/v1/leads.json", self._delete_leads),
             endpoint("GET", "/rest/v1/lead/{id}.json", self._get_lead),
             endpoint("GET", "/rest/v1/leads/describe.json", self._describe_leads),
             endpoint("GET", "/rest/v1/leads/describe2.json", self._describe2_leads),
@@ -307,6 +312,9 @@ class MarketoService:
     def _sync_leads(self, call: _Call) -> Response:
         return success(call.request_id, self.database.sync_leads(self.settings, call.json_body()))
 
+    def _delete_leads(self, call: _Call) -> Response:
+        return success(call.request_id, self.database.delete_leads(self.settings, call.json_body()))
+
     def _describe_leads(self, call: _Call) -> Response:
         return success(call.request_id, self.catalogue.describe())
 
@@ -334,8 +342,9 @@ class MarketoService:
         return MarketoJSONResponse(payload, status, headers=_IDENTITY_HEADERS)
 
     def _identity_answer(self, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        # The pairing of error, text and status per case is not documented (§1.2): these are
-        # the Spring Security OAuth2 answers the quoted messages come from.
+        # The pairing of error, text and status per case is not documented (Adobe's
+        # Authentication page): these are the Spring Security OAuth2 answers the quoted
+        # messages come from.
         grant_type = params.get("grant_type")
         if not grant_type:
             return 400, {"error": "invalid_request", "error_description": "Missing grant type"}

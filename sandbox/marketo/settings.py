@@ -1,7 +1,7 @@
 """Every knob of the Marketo sandbox, with the real service's values as defaults.
 
 Settings are a flat dataclass of JSON types so ``/_sandbox/settings`` can show and change them.
-Where ``marketo-api.md`` says "not found", the chosen behaviour is a setting and says so.
+Where Adobe's pages are silent, the chosen behaviour is a setting and says so.
 """
 
 from __future__ import annotations
@@ -19,19 +19,20 @@ LinkedCompanyWrite = typing.Literal["reject", "write_through"]
 
 @dataclass
 class MarketoSettings:
-    # LaunchPoint custom service of the API-only user (marketo-api.md §1).
+    # LaunchPoint custom service of the API-only user (https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/authentication).
     client_id: str = defaults.MARKETO_CLIENT_ID
     client_secret: str = defaults.MARKETO_CLIENT_SECRET
     api_user: str = defaults.MARKETO_API_USER
     token_lifetime_s: int = 3600
     # Real tokens end in ":<suffix>" ("int", "sj", ...); its meaning is not documented.
     token_suffix: str = "int"  # noqa: S105 - not a secret
-    # Adobe removes the ``access_token`` query/form parameter on 2026-08-31 (§1.3); off by
-    # default so clients are tested the way the service will behave. When off, such a token is
-    # treated as absent (what the real service answers then is not documented).
+    # Adobe removes the ``access_token`` query/form parameter on 2026-08-31 (Authentication
+    # page); off by default so clients are tested the way the service will behave. When off,
+    # such a token is treated as absent (what the real service answers then is not documented).
     accept_query_token: bool = False
 
-    # Limits (§2, §4): None switches a limit off.
+    # Limits (https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/rest-api
+    # and .../error-codes): None switches a limit off.
     rate_limit_calls: int | None = 100
     rate_limit_window_s: float = 20.0
     concurrency_limit: int | None = 10
@@ -39,16 +40,17 @@ class MarketoSettings:
     max_body_bytes: int = 1_048_576
     max_uri_bytes: int = 8_192
 
-    # Lead database (§3).
+    # Lead database (https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/lead-database/leads).
     max_filter_values: int = 300
     max_batch_size: int = 300
     max_filter_matches: int = 1_000
     max_sync_records: int = 300
-    # Email lookups: case-insensitive per community evidence, unverified by Adobe (§3.4).
+    # Email lookups: case-insensitive per community evidence, unverified by Adobe.
     email_case_insensitive: bool = True
     partitions: list[str] = field(default_factory=lambda: ["Default"])
 
-    # Companies (§6, product.md "company modes").
+    # Companies (https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/lead-database/companies;
+    # ``company_mode`` in settings.yaml).
     # Native CRM sync makes the Company API read-only: writes answer 1018.
     crm_sync_enabled: bool = False
     # Sync Leads setting company fields on a lead linked to a company record: Adobe's docs say

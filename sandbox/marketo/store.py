@@ -95,7 +95,8 @@ class LeadDatabase:
         return self._companies_by_external_id.get(external_id)
 
     def _view(self, lead: dict[str, Any]) -> dict[str, Any]:
-        """A lead as the API shows it: a linked company's fields read as the lead's own (§6)."""
+        """A lead as the API shows it: a linked company's fields read as the lead's own
+        (Adobe's Companies page)."""
         view = dict(lead)
         company = self._company_by_external_id(lead.get("externalCompanyId"))
         if company is not None:
@@ -111,7 +112,7 @@ class LeadDatabase:
         """Get Lead by Id: the lead in the first position of the result, or an empty result.
 
         The answer for a missing id is not documented; an empty ``result`` with
-        ``success:true`` is a guess (marketo-api.md §3.2).
+        ``success:true`` is a guess (Adobe's Leads page is silent).
         """
         fields = fields or list(DEFAULT_LEAD_FIELDS)
         self._check_fields(fields, lambda name: self.catalogue.get(name) is not None)
@@ -365,7 +366,8 @@ class LeadDatabase:
     def _company_write_refused(
         self, settings: MarketoSettings, lead: dict[str, Any], values: dict[str, Any]
     ) -> dict[str, str] | None:
-        """Route company fields of a linked lead per ``linked_company_write`` (§6).
+        """Route company fields of a linked lead per ``linked_company_write`` (Adobe's
+        Companies page).
 
         Returns the 1021 reason when refused; otherwise moves the values onto the company
         record (``write_through``) and out of ``values``.
@@ -424,6 +426,27 @@ class LeadDatabase:
             else:
                 record[name] = value
         record["updatedAt"] = iso(self._clock.now())
+
+    # ----- Delete Leads -----
+
+    def delete_leads(self, settings: MarketoSettings, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """Delete Leads (the "Delete" section of Adobe's Leads page,
+        https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/lead-database/leads):
+        ``{"input": [{"id": n}, ...]}``, at most 300; per record
+        ``deleted``, or ``skipped`` with 1004 "Lead not found" for an id no lead has (the same
+        reason Sync Leads gives; the Delete page lists no other), in input order."""
+        records = _input_records(body, settings.max_sync_records, "Leads not specified")
+        results: list[dict[str, Any]] = []
+        with self._lock:
+            for record in records:
+                lead_id = record.get("id") if isinstance(record, dict) else None
+                if not isinstance(lead_id, int) or isinstance(lead_id, bool):
+                    results.append(_skipped(reason("1003", "Invalid data")))
+                elif self._leads.pop(lead_id, None) is None:
+                    results.append({"id": lead_id, **_skipped(reason("1004", "Lead not found"))})
+                else:
+                    results.append({"id": lead_id, "status": "deleted"})
+        return results
 
     # ----- Sync Companies -----
 
@@ -544,7 +567,7 @@ def _input_records(body: dict[str, Any], limit: int, missing_message: str) -> li
 
 
 def _project_lead(view: dict[str, Any], fields: list[str]) -> dict[str, Any]:
-    """``id`` always, then each requested field, as explicit ``null`` when empty (§3.1)."""
+    """``id`` always, then each requested field, as explicit ``null`` when empty (Leads page)."""
     return {"id": view["id"], **{name: view.get(name) for name in fields if name != "id"}}
 
 

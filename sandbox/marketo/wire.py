@@ -14,11 +14,13 @@ from typing import Any
 
 from starlette.responses import Response
 
-# Real responses say exactly this (marketo-api.md §1.1, §10), not Starlette's "application/json".
+# Real responses say exactly this (Adobe's Authentication page and real recordings), not
+# Starlette's "application/json".
 JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
 
-# Response-level messages from the error-code table (marketo-api.md §4); the rate and
-# concurrency texts are built by ``rate_limit_message``/``concurrency_message`` instead.
+# Response-level messages from the error-code table
+# (https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/error-codes); the rate
+# and concurrency texts are built by ``rate_limit_message``/``concurrency_message`` instead.
 MESSAGES = {
     "600": "Access token not specified",
     "601": "Access token invalid",
@@ -83,7 +85,7 @@ class MarketoJSONResponse(Response):
 
 
 def success(request_id: str, result: list[Any], **extra: Any) -> MarketoJSONResponse:
-    # Lead-database answers leave out empty ``errors``/``warnings`` (real recordings, §2).
+    # Lead-database answers leave out empty ``errors``/``warnings`` (real recordings).
     return MarketoJSONResponse(
         {"requestId": request_id, "result": result, "success": True, **extra}
     )

@@ -1,4 +1,5 @@
-"""The Web API v9.2 over real HTTP, against the documented requests and answers (§3, §5)."""
+"""The Web API v9.2 over real HTTP, against the documented requests and answers (Microsoft
+Learn's Web API pages)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The sandbox as marketorestpython 0.5.25 sees it (marketo-api.md §8): a widely used client must
-work against it unchanged, pointed at it only through ``mc.host``."""
+"""The sandbox as marketorestpython 0.5.25 (jepcastelein/marketo-rest-python) sees it: a
+widely used client must work against it unchanged, pointed at it only through ``mc.host``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def client(marketo):
         defaults.MARKETO_CLIENT_SECRET,
         requests_timeout=10,
     )
-    mc.host = marketo.url  # the client has no base-URL option (§8)
+    mc.host = marketo.url  # the client has no base-URL option
     return mc
 
 

@@ -1,4 +1,4 @@
-"""Companies and the lead↔company link, from marketo-api.md §6 and product.md (company modes)."""
+"""Companies and the lead↔company link, from Adobe's Companies page and the company_mode setting."""
 
 from __future__ import annotations
 

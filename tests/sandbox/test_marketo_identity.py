@@ -1,4 +1,4 @@
-"""Identity and token transport, from marketo-api.md §1 and §10 (token rows)."""
+"""Identity and token transport, from Adobe's Authentication page."""
 
 from __future__ import annotations
 

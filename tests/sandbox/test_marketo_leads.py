@@ -1,4 +1,4 @@
-"""Get Leads, Get Lead by Id and Describe, from marketo-api.md §3.1, §3.2, §3.5 and §10."""
+"""Get Leads, Get Lead by Id and Describe, from Adobe's Leads page."""
 
 from __future__ import annotations
 

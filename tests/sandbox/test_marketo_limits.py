@@ -1,4 +1,4 @@
-"""Limits, faults, counters and admin state, from marketo-api.md §2, §4 and §10."""
+"""Limits, faults, counters and admin state, from Adobe's REST overview and error-codes pages."""
 
 from __future__ import annotations
 
@@ -111,7 +111,8 @@ def test_oversized_uri_and_body_are_the_only_http_errors(marketo, rest):
 
 
 def test_wrong_method_605_and_unknown_resource_610(rest):
-    assert error_code(rest.call("DELETE", "/rest/v1/leads.json").json()) == "605"
+    # (DELETE is served on leads.json: real clients delete leads with POST ...?_method=DELETE)
+    assert error_code(rest.call("PUT", "/rest/v1/leads.json").json()) == "605"
     assert error_code(rest.call("POST", DESCRIBE).json()) == "605"
     assert error_code(rest.call("GET", "/rest/v1/opportunities.json").json()) == "610"
 

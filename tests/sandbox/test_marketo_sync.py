@@ -1,4 +1,4 @@
-"""Sync Leads, from marketo-api.md §3.3, §3.4 and §10 (sync, email rows)."""
+"""Sync Leads, from Adobe's Leads page (Sync Leads, email matching)."""
 
 from __future__ import annotations
 

@@ -1,18 +1,20 @@
-"""The Dataverse sandbox's OData query options: $filter, $orderby, $select."""
+"""The Dataverse sandbox's OData query options: $filter, $orderby, $select.
+
+The compiler implements what the product and issue 12 query with; the rest of what Dataverse
+accepts answers 501 (tested below), so nothing is answered wrongly in silence."""
 
 from __future__ import annotations
 
 import operator
-import time
 import uuid
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sandbox.dataverse import odata
 from sandbox.dataverse.odata import (
     INVALID_ARGUMENT_CODE,
+    NO_SUCH_ATTRIBUTE_CODE,
     NOT_IMPLEMENTED_CODE,
     QUERY_ERROR_CODE,
     ODataError,
@@ -148,9 +150,6 @@ def filter_error(text: str, **options) -> ODataError:
         ("emailaddress1 ne null", "ACDE"),
         ("null eq _parentcustomerid_value", "BE"),
         ("modifiedon eq null", "E"),
-        # column against column
-        ("firstname eq lastname", ""),
-        ("numberofchildren lt revenue", "ABE"),
     ],
 )
 def test_comparisons(text, expected):
@@ -192,43 +191,18 @@ def test_datetime_comparisons_across_formats(text, expected):
         ("((firstname eq 'ann'))", "A"),
         ("not (firstname eq 'ann' or firstname eq 'bob')", "DE"),
         ("not donotemail eq true", "AD"),  # not binds tighter: (not donotemail) eq true
-        ("not (firstname eq 'ann') eq false", "A"),
         ("not not donotemail", "BE"),
+        ("not (firstname eq 'ann') eq false", "A"),
+        ("(revenue gt 100) ne true", "AD"),
         # SQL null logic: unknown stays unknown under not
         ("not (revenue gt 100)", "AD"),
         ("not (emailaddress1 eq 'ann@example.com')", "CDE"),
         ("revenue gt 100 or revenue le 100", "ABDE"),
         ("revenue gt 100 or donotemail eq false", "ABDE"),
-        ("emailaddress1 eq null or startswith(emailaddress1,'c')", "BC"),
+        ("emailaddress1 eq null or emailaddress1 eq 'C@EXAMPLE.ORG'", "BC"),
     ],
 )
 def test_logic_and_precedence(text, expected):
-    assert matching(text) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("contains(lastname,'smith')", "BC"),
-        ("contains(lastname,'MITH')", "BC"),
-        ("startswith(firstname,'an')", "AD"),
-        ("endswith(emailaddress1,'.com')", "AD"),
-        ("not contains(emailaddress1,'ann')", "CE"),  # B has no email: unknown, not returned
-        ("not startswith(firstname,'a')", "BE"),
-        # accents are ignored too (Latin1_General_CI_AI): 'ü' finds the u of "Pure" as well
-        ("contains(lastname,'ü')", "DE"),
-        ("contains(lastname,'MULLER')", "D"),
-        ("startswith(firstname,'zo_')", "E"),
-        # Dataverse runs these as LIKE: %, _ and [..] are wildcards
-        ("startswith(firstname,'a_n')", "AD"),
-        ("contains(emailaddress1,'@%.com')", "AD"),
-        ("startswith(lastname,'[ms]')", "BCD"),
-        ("startswith(lastname,'[^ms]')", "AE"),
-        ("contains(lastname,'100[%]')", "E"),
-        ("contains(lastname,'e_t')", "E"),
-    ],
-)
-def test_string_functions(text, expected):
     assert matching(text) == expected
 
 
@@ -243,7 +217,7 @@ def test_string_functions(text, expected):
         ),
         ("Microsoft.Dynamics.CRM.In(PropertyName='numberofchildren',PropertyValues=[0, 5])", "BD"),
         (
-            "Microsoft.Dynamics.CRM.In(PropertyName='_parentcustomerid_value',"
+            "Microsoft.Dynamics.CRM.In(PropertyName='parentcustomerid',"
             f"PropertyValues=['{ACCOUNT_2.upper()}','{{{ACCOUNT_1}}}'])",
             "ACD",
         ),
@@ -255,28 +229,6 @@ def test_string_functions(text, expected):
         ),
         ("not Microsoft.Dynamics.CRM.In(PropertyName='firstname',PropertyValues=['ann'])", "BDE"),
         (
-            "Microsoft.Dynamics.CRM.Between(PropertyName='revenue',PropertyValues=['0','250.5'])",
-            "ABD",
-        ),
-        (
-            "Microsoft.Dynamics.CRM.NotBetween(PropertyName='revenue',PropertyValues=['1','250'])",
-            "BDE",
-        ),
-        (
-            "Microsoft.Dynamics.CRM.Between(PropertyName='modifiedon',"
-            'PropertyValues=["2024-01-01","2024-03-15T12:30:00Z"])',
-            "AB",
-        ),
-        ("Microsoft.Dynamics.CRM.On(PropertyName='modifiedon',PropertyValue='2024-03-15')", "BD"),
-        (
-            "Microsoft.Dynamics.CRM.OnOrAfter(PropertyName='modifiedon',PropertyValue='2024-01-01')",
-            "ABD",
-        ),
-        (
-            "Microsoft.Dynamics.CRM.OnOrBefore(PropertyName='modifiedon',PropertyValue='2024-01-01')",
-            "AC",
-        ),
-        (
             "Microsoft.Dynamics.CRM.In(PropertyName='firstname',PropertyValues=['bob']) "
             "or revenue eq 0",
             "BD",
@@ -285,15 +237,6 @@ def test_string_functions(text, expected):
 )
 def test_dataverse_query_functions(text, expected):
     assert matching(text) == expected
-
-
-def test_parameter_aliases_as_in_the_filter_rows_page():
-    aliases = {"@p1": "'lastname'", "@p2": '["OBrian","O\'Brian","Smith"]'}
-    text = "Microsoft.Dynamics.CRM.In(PropertyName=@p1,PropertyValues=@p2)"
-    assert matching(text, aliases=aliases) == "ABC"
-    assert matching("firstname eq @name", aliases={"@name": "'bob'"}) == "B"
-    # OData: an alias without a value is null
-    assert matching("emailaddress1 eq @missing") == "B"
 
 
 def many_contacts(count: int) -> list[dict]:
@@ -327,11 +270,19 @@ UNKNOWN = "Could not find a property named '{}' on type 'Microsoft.Dynamics.CRM.
     [
         ("foo eq 1", QUERY_ERROR_CODE, UNKNOWN.format("foo")),
         ("FirstName eq 'ann'", QUERY_ERROR_CODE, UNKNOWN.format("FirstName")),
-        ("contains(foo,'x')", QUERY_ERROR_CODE, UNKNOWN.format("foo")),
         (
             "Microsoft.Dynamics.CRM.In(PropertyName='foo',PropertyValues=['a'])",
-            QUERY_ERROR_CODE,
-            UNKNOWN.format("foo"),
+            NO_SUCH_ATTRIBUTE_CODE,
+            "'contact' entity doesn't contain attribute with Name = 'foo' and NameMapping = "
+            "'Logical'.",
+        ),
+        # query functions take the logical name, not the Web API's lookup property
+        (
+            f"Microsoft.Dynamics.CRM.In(PropertyName='_parentcustomerid_value',"
+            f"PropertyValues=['{ACCOUNT_1}'])",
+            NO_SUCH_ATTRIBUTE_CODE,
+            "'contact' entity doesn't contain attribute with Name = '_parentcustomerid_value' and "
+            "NameMapping = 'Logical'.",
         ),
         # the exact example Microsoft documents for an unescaped quote
         (
@@ -369,12 +320,7 @@ UNKNOWN = "Could not find a property named '{}' on type 'Microsoft.Dynamics.CRM.
         (
             "firstname eq 'a' ; x",
             QUERY_ERROR_CODE,
-            "Syntax error: character ';' is not valid at position 17 in 'firstname eq 'a' ; x'.",
-        ),
-        (
-            "contains(firstname,'a'",
-            QUERY_ERROR_CODE,
-            "')' or ',' expected at position 22 in 'contains(firstname,'a''.",
+            "Syntax error at position 17 in 'firstname eq 'a' ; x'.",
         ),
         # bad literals
         (
@@ -431,29 +377,21 @@ UNKNOWN = "Could not find a property named '{}' on type 'Microsoft.Dynamics.CRM.
             "attribute. Use 'Null' or 'NotNull' conditions instead.",
         ),
         (
-            "tolower(firstname) eq 'ann'",
-            QUERY_ERROR_CODE,
-            "An unknown function with name 'tolower' was found. This may also be a function import "
-            "or a key lookup on a navigation property, which is not allowed.",
-        ),
-        (
-            "contains(firstname)",
-            QUERY_ERROR_CODE,
-            "No function signature for the function with name 'contains' matches the specified "
-            "arguments. The function signatures considered are: "
-            "contains(Edm.String Nullable=true, Edm.String Nullable=true).",
-        ),
-        (
             "Microsoft.Dynamics.CRM.In(PropertyName='firstname')",
             QUERY_ERROR_CODE,
-            "The parameter 'PropertyValues' of function 'Microsoft.Dynamics.CRM.In' must be a JSON "
-            "array.",
+            "The function 'Microsoft.Dynamics.CRM.In' takes PropertyName='<column>' and "
+            "PropertyValues=[<values>].",
         ),
         (
-            "Microsoft.Dynamics.CRM.Between(PropertyName='revenue',PropertyValues=['1'])",
+            "Microsoft.Dynamics.CRM.In(PropertyName='firstname' PropertyValues=['a'])",
             QUERY_ERROR_CODE,
-            "The parameter 'PropertyValues' of function 'Microsoft.Dynamics.CRM.Between' must hold "
-            "two values.",
+            "')' or ',' expected at position 51 in "
+            "'Microsoft.Dynamics.CRM.In(PropertyName='firstname' PropertyValues=['a'])'.",
+        ),
+        (
+            "Microsoft.Dynamics.CRM.In(PropertyName=",
+            QUERY_ERROR_CODE,
+            "Syntax error at position 39 in 'Microsoft.Dynamics.CRM.In(PropertyName='.",
         ),
     ],
 )
@@ -474,36 +412,7 @@ def test_the_odata_401_in_operator_is_refused_as_dataverse_does(text):
     assert error.status == 500
 
 
-@pytest.mark.parametrize(
-    ("text", "aliases", "message"),
-    [
-        ("firstname eq @p", {"@p": "'a' 'b'"}, "Syntax error at position 4 in ''a' 'b''."),
-        ("firstname eq @p", {"@p": "['a']"}, "Syntax error at position 0 in '['a']'."),
-        ("firstname eq @p", {"@p": "lastname"}, "Syntax error at position 0 in 'lastname'."),
-        (
-            "Microsoft.Dynamics.CRM.In(PropertyName='firstname',PropertyValues=['a'",
-            None,
-            "Invalid JSON. Unexpected end of content in "
-            "'Microsoft.Dynamics.CRM.In(PropertyName='firstname',PropertyValues=['a''.",
-        ),
-        (
-            "Microsoft.Dynamics.CRM.In(PropertyName=",
-            None,
-            "Syntax error at position 39 in 'Microsoft.Dynamics.CRM.In(PropertyName='.",
-        ),
-        (
-            "Microsoft.Dynamics.CRM.In(PropertyName='firstname' PropertyValues=['a'])",
-            None,
-            "')' or ',' expected at position 51 in "
-            "'Microsoft.Dynamics.CRM.In(PropertyName='firstname' PropertyValues=['a'])'.",
-        ),
-    ],
-)
-def test_alias_and_parameter_syntax_errors(text, aliases, message):
-    assert filter_error(text, aliases=aliases).message == message
-
-
-@pytest.mark.parametrize("function", ["In", "NotIn", "Between"])
+@pytest.mark.parametrize("function", ["In", "NotIn"])
 def test_null_in_a_value_list_is_refused_like_a_null_comparison(function):
     error = filter_error(
         f"Microsoft.Dynamics.CRM.{function}(PropertyName='firstname',PropertyValues=['a',null])"
@@ -512,19 +421,51 @@ def test_null_in_a_value_list_is_refused_like_a_null_comparison(function):
     assert error.message.startswith("Condition for attribute 'contact.firstname': null is not")
 
 
-def test_accent_sensitivity_is_a_setting(monkeypatch):
-    monkeypatch.setattr(odata, "ACCENT_INSENSITIVE", False)
-    assert matching("firstname eq 'zoe'") == ""
-    assert matching("firstname eq 'ZOË'") == "E"
-    assert matching("contains(lastname,'muller')") == ""
-
-
-def test_unimplemented_dataverse_functions_say_so():
-    error = filter_error(
-        "Microsoft.Dynamics.CRM.LastXDays(PropertyName='modifiedon',PropertyValue=7)"
-    )
-    assert "does not implement" in error.message
+@pytest.mark.parametrize(
+    ("text", "what"),
+    [
+        ("contains(lastname,'smith')", "the function 'contains'"),
+        ("startswith(firstname,'an')", "the function 'startswith'"),
+        ("tolower(firstname) eq 'ann'", "the function 'tolower'"),
+        (
+            "Microsoft.Dynamics.CRM.Between(PropertyName='revenue',PropertyValues=['0','1'])",
+            "the query function 'Microsoft.Dynamics.CRM.Between'",
+        ),
+        (
+            "Microsoft.Dynamics.CRM.LastXDays(PropertyName='modifiedon',PropertyValue=7)",
+            "the query function 'Microsoft.Dynamics.CRM.LastXDays'",
+        ),
+        ("firstname eq @p1", "parameter aliases ('@p1')"),
+        (
+            "Microsoft.Dynamics.CRM.In(PropertyName=@p1,PropertyValues=@p2)",
+            "parameter aliases ('@p1')",
+        ),
+        ("parentcustomerid_account/name eq 'x'", "paths into related tables"),
+        ("firstname eq lastname", "comparisons other than between a column and a literal"),
+        ("(firstname eq 'ann') gt false", "comparisons other than between"),
+        ("revenue gt 1 eq true", "chained comparisons"),
+    ],
+)
+def test_what_the_sandbox_leaves_out_answers_501_naming_it(text, what):
+    error = filter_error(text, aliases={"@p1": "'lastname'"})
     assert error.status == 501
+    assert error.code == NOT_IMPLEMENTED_CODE
+    assert error.message.startswith(f"The Dataverse sandbox does not implement {what}")
+
+
+def test_an_unknown_function_is_a_400_as_in_microsoft_odata_core():
+    error = filter_error("frobnicate(firstname) eq 'ann'")
+    assert (error.status, error.code) == (400, QUERY_ERROR_CODE)
+    assert error.message.startswith("An unknown function with name 'frobnicate' was found.")
+
+
+def test_the_filters_issue_12_names():
+    assert matching("donotemail ne true and revenue ge 0") == "AD"
+    assert matching(f"_parentcustomerid_value eq {ACCOUNT_1} and modifiedon ge 2024-03-01") == "D"
+    assert (
+        matching("modifiedon ge 2024-01-01T00:00:00Z and modifiedon lt 2024-03-15T12:30:01Z")
+        == "AB"
+    )
 
 
 def test_explicit_column_types_catch_mismatches_at_parse_time():
@@ -541,36 +482,6 @@ def test_explicit_column_types_catch_mismatches_at_parse_time():
         "revenue ge 100 and modifiedon ge 2024-01-01", entity="contact", columns=types
     )
     assert [record["fullname"] for record in CONTACTS if predicate(record)] == ["A", "B"]
-
-
-def test_100000_records_filter_well_under_a_second_per_predicate():
-    records = [
-        {"contactid": str(uuid.UUID(int=n * 7919 + 1)), "lastname": f"Name{n}", "revenue": float(n)}
-        for n in range(100_000)
-    ]
-    ids = [record["contactid"] for record in records[::331][:300]]
-    one_of_ids = (
-        " or ".join(f"contactid eq {guid}" for guid in ids),
-        "Microsoft.Dynamics.CRM.In(PropertyName='contactid',PropertyValues=[{}])".format(
-            ",".join(f"'{guid}'" for guid in ids)
-        ),
-    )
-    wanted = set(ids)
-    oracles = {
-        "lastname eq 'name99999'": lambda record: record["lastname"] == "Name99999",
-        "revenue ge 50000": lambda record: record["revenue"] >= 50_000,
-        "contains(lastname,'777')": lambda record: "777" in record["lastname"],
-        one_of_ids[0]: lambda record: record["contactid"] in wanted,
-        one_of_ids[1]: lambda record: record["contactid"] in wanted,
-    }
-    columns = ["contactid", "lastname", "revenue"]
-    for text, oracle in oracles.items():
-        predicate = parse_filter(text, entity="contact", columns=columns)
-        started = time.perf_counter()
-        matched = [record for record in records if predicate(record)]
-        assert time.perf_counter() - started < 0.5, text[:60]
-        assert matched == [record for record in records if oracle(record)], text[:60]
-        assert matched, text[:60]
 
 
 def test_nesting_is_limited_like_microsoft_odata_core():
@@ -772,3 +683,13 @@ def test_and_is_intersection_or_is_union_and_de_morgan_holds(records, left, righ
     assert selected(f"{p} or {q}", records) == selected(p, records) | selected(q, records)
     assert selected(f"not ({p} or {q})", records) == selected(f"not ({p}) and not ({q})", records)
     assert selected(f"not (not ({p}))", records) == selected(p, records)
+
+
+def test_an_or_chain_of_equalities_mixed_with_other_terms_keeps_its_meaning():
+    text = (
+        "firstname eq 'ann' or revenue eq 250.5 or firstname eq 'ANNE' or donotemail eq true"
+        " or modifiedon eq 2023-12-31T23:59:59Z"
+    )
+    assert matching(text) == "ABCDE"
+    assert matching("firstname eq 'ann' or firstname eq 'zoe'") == "AE"
+    assert matching("not (firstname eq 'ann' or firstname eq 'bob')") == "DE"

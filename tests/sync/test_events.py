@@ -229,7 +229,7 @@ def test_events_form_dedupes_ids_in_order_and_refuses_what_it_does_not_sync():
         ("events[1]", CONTACT_ID),
         ("events[3]", CONTACT_ID),
     ]
-    assert "contact 'Assign' is not synced (only Create, Delete, Update)" in request.refused[0].reason
+    assert "'Assign' is not synced (only Create, Delete, Update)" in request.refused[0].reason
     assert "entity 'lead' is not synced" in request.refused[1].reason
 
 
