@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -95,8 +94,6 @@ _CODE_LENGTH = 100
 _OUTCOME_RE = re.compile(r"^[a-z][a-z _-]{0,31}$")
 # A Marketo REST field name (or a dotted Dataverse column path): never a value such as an email.
 _FIELD_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,99}$")
-# Attempts of one write when a concurrent replay of the same run wins the race for its key.
-_WRITE_ATTEMPTS = 3
 # SQLite: how long a writer waits for another's lock (pysqlite's busy timeout), in seconds. Report
 # tasks of two runs may write at once; each transaction is short.
 _SQLITE_BUSY_SECONDS = 30
@@ -332,24 +329,15 @@ class Ledger:
 
         def write() -> None:
             with self._write_transaction() as connection:
+                # The run row first, as an upsert: a concurrent replay of the same run waits on
+                # its row lock here, then replaces what the first one wrote (PostgreSQL, READ
+                # COMMITTED; SQLite writers are serialized anyway).
+                connection.execute(_upsert_run(connection.dialect.name, run_row))
                 connection.execute(delete(_outcomes).where(this_run))
-                connection.execute(
-                    delete(_runs).where(_runs.c.dag_id == dag_id, _runs.c.run_id == run_id)
-                )
-                connection.execute(insert(_runs), [run_row])
                 if outcome_rows:
                     connection.execute(insert(_outcomes), outcome_rows)
 
-        for attempt in range(1, _WRITE_ATTEMPTS + 1):
-            try:
-                self._guarded(write)
-                break
-            except IntegrityError:
-                # A concurrent replay of the same run committed its run row between our delete
-                # and insert (PostgreSQL, READ COMMITTED); the next attempt replaces it.
-                if attempt == _WRITE_ATTEMPTS:
-                    raise
-                time.sleep(0.05 * attempt)
+        self._guarded(write)
         log.info(
             "ledger: recorded %d outcome(s) of %s run %s (%s)", len(rows), dag_id, run_id, source
         )
@@ -502,8 +490,6 @@ class Ledger:
     def _database_errors(self) -> Iterator[None]:
         try:
             yield
-        except IntegrityError:
-            raise
         except (DBAPIError, SQLAlchemyError) as error:
             # The driver's own message, never SQLAlchemy's rendering of the statement and its
             # parameters; redacted like every service message.
@@ -557,6 +543,21 @@ class Ledger:
                 f"{found}, newer than this code's {SCHEMA_VERSION}: upgrade the contact_sync "
                 "code everywhere that writes it, or point the connection at another database"
             )
+
+
+def _upsert_run(dialect: str, row: Mapping[str, Any]) -> Any:
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    statement = dialect_insert(_runs).values(dict(row))
+    return statement.on_conflict_do_update(
+        index_elements=[_runs.c.dag_id, _runs.c.run_id],
+        set_={
+            name: statement.excluded[name]
+            for name in ("source", "dry_run", "counts", "recorded_at")
+        },
+    )
 
 
 def _parse_url(url: str) -> URL:
