@@ -107,13 +107,16 @@ def ledger(airflow: LocalAirflow, ledger_file: Path) -> Iterator[Ledger]:
 
 def sign_in(page, airflow: LocalAirflow, user: AirflowUser, next_path: str) -> None:
     """Sign in through Airflow's login page, as a person would, and land on ``next_path``."""
-    page.goto(f"{airflow.url}{next_path}")
+    # Airflow's React UI is slow to settle on a busy 2-core machine: wait for elements, not for
+    # the "load" event, and give them time (no assertion here is about speed).
+    page.set_default_timeout(120_000)
+    page.goto(f"{airflow.url}{next_path}", wait_until="commit")
     page.wait_for_url(re.compile(r"/auth/login"))
     page.fill("input[name=username]", user.username)
     page.fill("input[name=password]", user.password)
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r"^(?!.*/auth/login)"))
-    page.goto(f"{airflow.url}{next_path}")
+    page.goto(f"{airflow.url}{next_path}", wait_until="commit")
 
 
 def runs_of(airflow: LocalAirflow, dag_id: str) -> dict[str, dict]:
@@ -143,6 +146,7 @@ def test_a_signed_out_visitor_gets_nothing(airflow: LocalAirflow, ledger: Ledger
     assert not [r for r in runs_of(airflow, REALTIME).values() if r["run_type"] == "manual"]
 
     with chromium_page() as page:
+        page.set_default_timeout(120_000)
         page.goto(f"{airflow.url}{PAGE}/errors")
         page.wait_for_url(re.compile(r"/auth/login"))
         page.screenshot(path=tmp_path / "signed-out.png", full_page=True)
@@ -212,12 +216,14 @@ def test_the_run_tab_inside_airflows_own_run_page(
     ledger.record_run(REALTIME, run_id, "on-demand", [Outcome(SYNCED, "unchanged", lead_id=41)])
 
     with chromium_page() as page:
-        sign_in(page, airflow, VIEWER, f"/dags/{REALTIME}/runs/{quote(run_id)}")
-        page.get_by_role("tab", name="Contacts").click()
+        # The Contacts tab's own address in Airflow's UI (/plugin/<url_route> of the run).
+        run_page = f"/dags/{REALTIME}/runs/{quote(run_id)}/plugin/contact-sync-run"
+        sign_in(page, airflow, VIEWER, run_page)
         frame = page.frame_locator("iframe")
         frame.locator("tbody tr", has_text=SYNCED).wait_for()
         assert "unchanged" in frame.locator("tbody tr").first.inner_text()
-        page.screenshot(path=tmp_path / "airflow-run-contacts-tab.png", full_page=True)
+        assert page.get_by_role("link", name="Contacts", exact=True).is_visible()
+        page.screenshot(path=tmp_path / "airflow-run-contacts-tab.png", timeout=120_000)
 
 
 def test_a_viewer_sees_the_errors_but_cannot_resync(
