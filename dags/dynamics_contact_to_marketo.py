@@ -65,14 +65,9 @@ from airflow.sdk import (
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
 from contact_sync import pipeline
+from contact_sync.errors import ConfigurationError, CredentialsError, DailyQuotaError
 from contact_sync.events import RUN_CONF_PARAM_SCHEMAS, EventError, SyncRequest, parse_run_conf
 from contact_sync.hooks.dynamics import DynamicsHook
-from contact_sync.hooks.errors import (
-    DynamicsAuthError,
-    HookConfigError,
-    MarketoAuthError,
-    MarketoDailyQuotaError,
-)
 from contact_sync.hooks.marketo import MarketoHook
 from contact_sync.mapping import MappingError, load_mappings
 from contact_sync.models import LeadDraft, Outcome, Rejection
@@ -92,16 +87,15 @@ _RETRY_POLICY = ExceptionRetryPolicy(
         RetryRule(
             exception=[
                 AirflowNotFoundException,  # the Connection is not defined
-                HookConfigError,
+                ConfigurationError,
                 MappingError,
-                DynamicsAuthError,
-                MarketoAuthError,
+                CredentialsError,
             ],
             action=RetryAction.FAIL,
             reason="configuration or credentials: retrying cannot help",
         ),
         RetryRule(
-            exception=MarketoDailyQuotaError,
+            exception=DailyQuotaError,
             action=RetryAction.FAIL,
             reason="Marketo's daily quota is spent until midnight US Central; replay then",
         ),
