@@ -1,4 +1,4 @@
-"""Every error the sync raises, grouped by what the caller can do about it (httpx's tree is the model).
+"""Every error the sync raises, grouped by what the caller can do (httpx's tree is the model).
 
 ::
 
