@@ -24,10 +24,14 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+# The provider (provider/pyproject.toml) registers the connection types; editable, so it is
+# plugins/contact_sync itself. `uv pip sync` removes it (it is in no requirements file): reinstall.
+$(STAMP): requirements.txt requirements-dev.txt provider/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
 	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.txt requirements-dev.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --editable provider
+	rm -rf plugins/*.egg-info
 	touch $@
 
 lint: $(STAMP)

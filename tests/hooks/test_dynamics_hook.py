@@ -9,25 +9,24 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from contact_sync.errors import (
+    ConfigurationError,
+    CredentialsError,
+    RateLimitError,
+    RequestRejectedError,
+    TransportError,
+)
 from contact_sync.hooks.dynamics import (
     DEFAULT_RETRY,
     DEFAULT_TIMEOUT,
     MAX_URL_LENGTH,
     DynamicsHook,
-    NotFound,
-)
-from contact_sync.hooks.errors import (
-    DynamicsAuthError,
-    DynamicsRateLimitError,
-    DynamicsRequestError,
-    HookConfigError,
 )
 from sandbox import defaults
 from tests.hooks.conftest import record_requests
 from tests.support import set_connection
 
 CONTACTS = "GET /api/data/v9.2/contacts"
-CONTACT = "GET /api/data/v9.2/contacts(id)"
 ACCOUNTS = "GET /api/data/v9.2/accounts"
 TOKEN = "POST /{tenant}/oauth2/v2.0/token"
 START = datetime(2024, 3, 1, 10, 0, tzinfo=UTC)
@@ -55,10 +54,10 @@ def contacts_modified(n: int) -> list[dict]:
     ]
 
 
-# --- Single reads -----------------------------------------------------------------------------
+# --- Reads by id ------------------------------------------------------------------------------
 
 
-def test_get_contact_expands_the_parent_account(dataverse, dynamics_hook):
+def test_contacts_by_id_expand_the_parent_account(dataverse, dynamics_hook):
     account_id, contact_id = new_id(), new_id()
     dataverse.admin.seed(
         accounts=[{"accountid": account_id, "name": "Contoso", "telephone1": "555-0100"}],
@@ -73,34 +72,26 @@ def test_get_contact_expands_the_parent_account(dataverse, dynamics_hook):
         ],
     )
 
-    contact = dynamics_hook().get_contact(
-        contact_id.upper(), select=SELECT, account_select=["name", "telephone1"]
+    found = dynamics_hook().get_contacts(
+        ["{" + contact_id.upper() + "}"], select=SELECT, account_select=["name", "telephone1"]
     )
 
-    assert not isinstance(contact, NotFound)
-    assert contact["contactid"] == contact_id
+    contact = found[contact_id]
     assert contact["emailaddress1"] == "ada@example.com"
     assert contact["_parentcustomerid_value"] == account_id
     assert contact["parentcustomerid_account"]["name"] == "Contoso"
     assert contact["parentcustomerid_account"]["accountid"] == account_id
 
 
-def test_a_missing_contact_is_a_typed_result(dataverse, dynamics_hook):
-    missing = new_id()
-
-    result = dynamics_hook().get_contact(missing, select=SELECT)
-
-    assert result == NotFound("contact", missing)
-    assert calls(dataverse, CONTACT) == 1
+def test_a_missing_contact_is_absent_from_the_answer(dataverse, dynamics_hook):
+    assert dynamics_hook().get_contacts([new_id()], select=SELECT) == {}
+    assert calls(dataverse, CONTACTS) == 1
 
 
 def test_an_id_that_is_not_a_guid_is_refused_before_any_request(dataverse, dynamics_hook):
     with pytest.raises(ValueError, match="GUID"):
-        dynamics_hook().get_contact("1' or 1 eq 1", select=SELECT)
+        dynamics_hook().get_contacts(["1' or 1 eq 1"], select=SELECT)
     assert dataverse.admin.calls()["total"] == 0
-
-
-# --- Reads by id ------------------------------------------------------------------------------
 
 
 def test_300_contacts_by_id_take_one_request(dataverse, dynamics_hook):
@@ -165,18 +156,6 @@ def test_contact_pages_follow_next_link_lazily(dataverse, dynamics_hook):
     assert {r.headers["Prefer"] for r in lookups} == {"odata.maxpagesize=3"}
 
 
-def test_iter_contacts_yields_records(dataverse, dynamics_hook):
-    dataverse.admin.seed(contacts=contacts_modified(4))
-
-    records = list(
-        dynamics_hook().iter_contacts(
-            filter="modifiedon ge 2024-03-01T10:02:00Z", select=["lastname"], page_size=1
-        )
-    )
-
-    assert [r["lastname"] for r in records] == ["Contact 2", "Contact 3"]
-
-
 # --- Tokens -----------------------------------------------------------------------------------
 
 
@@ -198,12 +177,13 @@ def test_token_expiring_mid_run_is_renewed_once(dataverse, dynamics_hook):
 def test_a_refused_token_is_renewed_once_then_fails(dataverse, dynamics_hook):
     dataverse.admin.set_faults({"rules": [{"answer": "401", "path": "/api/data/"}]})
 
-    with pytest.raises(DynamicsAuthError) as caught:
-        dynamics_hook().get_contact(new_id(), select=SELECT)
+    with pytest.raises(CredentialsError) as caught:
+        dynamics_hook().get_contacts([new_id()], select=SELECT)
 
     assert caught.value.status == 401
+    assert caught.value.service == "dataverse"
     assert calls(dataverse, TOKEN) == 2
-    assert calls(dataverse, CONTACT) == 2
+    assert calls(dataverse, CONTACTS) == 2
 
 
 def test_bad_credentials_fail_without_retry_and_without_the_secret(
@@ -219,11 +199,13 @@ def test_bad_credentials_fail_without_retry_and_without_the_secret(
         extra={"tenant_id": defaults.TENANT_ID, "authority_host": dataverse.url},
     )
 
-    with pytest.raises(DynamicsAuthError) as caught:
-        DynamicsHook().get_contact(new_id(), select=SELECT)
+    with pytest.raises(CredentialsError) as caught:
+        DynamicsHook().get_contacts([new_id()], select=SELECT)
     ok, message = DynamicsHook().test_connection()
 
     assert caught.value.code == "invalid_client"
+    assert caught.value.service == "entra"
+    assert message.startswith("Credentials: Entra ID refused the client id / client secret.")
     assert "AADSTS7000215" in str(caught.value)
     assert "wrong-secret-value" not in str(caught.value) + message
     assert not ok
@@ -245,9 +227,9 @@ def test_429_storm_is_retried_and_the_data_arrives(dataverse, dynamics_hook):
         {"rules": [{"answer": "429", "path": "/api/data/v9.2/contacts", "limit": 3}]}
     )
 
-    found = list(dynamics_hook().iter_contacts(filter="statecode eq 0", select=["lastname"]))
+    pages = dynamics_hook().iter_contact_pages(filter="statecode eq 0", select=["lastname"])
 
-    assert len(found) == 2
+    assert sum(len(page) for page in pages) == 2
     assert calls(dataverse, CONTACTS) == 4
 
 
@@ -255,7 +237,7 @@ def test_endless_429_stops_after_max_attempts(dataverse, dynamics_hook):
     dataverse.admin.settings(fault_retry_after_s=0)
     dataverse.admin.set_faults({"rules": [{"answer": "429", "path": "/api/data/"}]})
 
-    with pytest.raises(DynamicsRateLimitError) as caught:
+    with pytest.raises(RateLimitError) as caught:
         dynamics_hook(max_attempts=3).get_contacts([new_id()], select=SELECT)
 
     assert caught.value.code == "0x80072322"
@@ -282,7 +264,7 @@ def test_a_retry_after_beyond_the_limit_fails_at_once(dataverse, dynamics_hook):
     dataverse.admin.settings(fault_retry_after_s=120)
     dataverse.admin.set_faults({"rules": [{"answer": "429", "path": "/api/data/"}]})
 
-    with pytest.raises(DynamicsRateLimitError) as caught:
+    with pytest.raises(RateLimitError) as caught:
         dynamics_hook(max_retry_after=60).get_contacts([new_id()], select=SELECT)
 
     assert caught.value.retry_after == 120
@@ -298,8 +280,8 @@ def test_server_errors_are_retried(dataverse, dynamics_hook, answer):
 
 
 def test_a_rejected_query_is_not_retried(dataverse, dynamics_hook):
-    with pytest.raises(DynamicsRequestError) as caught:
-        list(dynamics_hook().iter_contacts(filter="nosuchcolumn eq 1", select=["lastname"]))
+    with pytest.raises(RequestRejectedError) as caught:
+        list(dynamics_hook().iter_contact_pages(filter="nosuchcolumn eq 1", select=["lastname"]))
 
     assert caught.value.status == 400
     assert caught.value.code == "0x80060888"
@@ -322,7 +304,7 @@ def test_a_connection_error_is_retried_then_reported(monkeypatch):
         },
     )
 
-    with pytest.raises(DynamicsRequestError, match="ConnectionError") as caught:
+    with pytest.raises(TransportError, match="ConnectionError") as caught:
         DynamicsHook("dv_down").get_contacts([new_id()], select=SELECT)
 
     assert "secret" not in str(caught.value)
@@ -383,12 +365,12 @@ def test_a_missing_tenant_id_names_the_connection(monkeypatch):
     )
     hook = DynamicsHook("dv_no_tenant")  # constructing reads nothing
 
-    with pytest.raises(HookConfigError, match=r"'dv_no_tenant'.*'tenant_id'"):
+    with pytest.raises(ConfigurationError, match=r"'dv_no_tenant'.*'tenant_id'"):
         hook.get_contacts([new_id()], select=SELECT)
 
 
 def test_the_token_never_goes_to_a_foreign_url(dataverse, dynamics_hook):
     hook = dynamics_hook()
-    with pytest.raises(DynamicsRequestError, match="foreign"):
+    with pytest.raises(RequestRejectedError, match="foreign"):
         hook._request("GET", "https://elsewhere.example/api/data/v9.2/contacts")
     assert dataverse.admin.calls()["total"] == 0

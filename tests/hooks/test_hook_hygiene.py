@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
+from contact_sync.errors import RequestRejectedError
 from contact_sync.hooks.dynamics import DEFAULT_TIMEOUT as DYNAMICS_TIMEOUT
 from contact_sync.hooks.dynamics import DynamicsHook
-from contact_sync.hooks.errors import MarketoApiError
 from contact_sync.hooks.marketo import DEFAULT_TIMEOUT as MARKETO_TIMEOUT
 from contact_sync.hooks.marketo import MarketoHook
 from sandbox import defaults
@@ -36,7 +36,7 @@ def full_run(dataverse, marketo, dynamics, marketo_hook):
     marketo_hook.find_leads("email", emails, fields=["email", "lastName"])
     dataverse.admin.advance_clock(3600)
     marketo.admin.advance_clock(3600)
-    dynamics.get_contact(contact_ids[0], select=["emailaddress1"])
+    dynamics.get_contacts(contact_ids[:1], select=["emailaddress1"])
     results = marketo_hook.sync_leads([{"email": e, "lastName": "Reader"} for e in emails])
     assert sorted(r.status for r in results) == ["created"] * 4 + ["skipped"]
 
@@ -91,8 +91,10 @@ def test_constructing_a_hook_reads_no_connection(monkeypatch):
 
 
 def test_error_texts_redact_email_addresses():
-    error = MarketoApiError(
-        "1001", "Invalid value 'ada.lovelace@example.com'. Required of type 'x'"
+    error = RequestRejectedError(
+        "Invalid value 'ada.lovelace@example.com'. Required of type 'x'",
+        service="marketo",
+        code="1001",
     )
 
     assert "ada.lovelace" not in str(error)

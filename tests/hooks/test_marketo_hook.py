@@ -7,12 +7,12 @@ import threading
 
 import pytest
 
-from contact_sync.hooks.errors import (
-    HookConfigError,
-    MarketoApiError,
-    MarketoAuthError,
-    MarketoDailyQuotaError,
-    MarketoRateLimitError,
+from contact_sync.errors import (
+    ConfigurationError,
+    CredentialsError,
+    DailyQuotaError,
+    RateLimitError,
+    RequestRejectedError,
 )
 from contact_sync.hooks.marketo import (
     DEFAULT_LIMITS,
@@ -193,7 +193,7 @@ def test_invalid_token_is_renewed_once_then_fails(marketo, marketo_hook):
     marketo.admin.set_faults({"rules": [{"answer": "601", "path": "/rest/"}]})
     hook = marketo_hook()
 
-    with pytest.raises(MarketoAuthError) as caught:
+    with pytest.raises(CredentialsError) as caught:
         hook.describe_leads()
 
     assert caught.value.code == "601"
@@ -213,13 +213,14 @@ def test_bad_client_secret_fails_without_retry_and_without_the_secret(
         password="wrong-secret-value",
     )
 
-    with pytest.raises(MarketoAuthError) as caught:
+    with pytest.raises(CredentialsError) as caught:
         MarketoHook().describe_leads()
     ok, message = MarketoHook().test_connection()
 
     assert "wrong-secret-value" not in str(caught.value)
     assert "wrong-secret-value" not in message
     assert "marketo_default" in str(caught.value)
+    assert message.startswith("Credentials: Marketo refused the client id / client secret.")
     assert not ok
     assert calls(marketo, IDENTITY) == 2  # one per hook: never retried
     assert marketo.admin.calls()["total"] == 2
@@ -249,7 +250,7 @@ def test_606_storm_is_retried_and_the_data_arrives(marketo, marketo_hook, caplog
 def test_endless_rate_limiting_stops_after_max_attempts(marketo, marketo_hook):
     marketo.admin.set_faults({"rules": [{"answer": "615", "path": "/rest/"}]})
 
-    with pytest.raises(MarketoRateLimitError) as caught:
+    with pytest.raises(RateLimitError) as caught:
         marketo_hook(max_attempts=3).describe_leads()
 
     assert caught.value.code == "615"
@@ -267,14 +268,14 @@ def test_transient_errors_are_retried(marketo, marketo_hook, answer):
 def test_daily_quota_fails_fast(marketo, marketo_hook):
     marketo.admin.set_faults({"rules": [{"answer": "607", "path": "/rest/"}]})
 
-    with pytest.raises(MarketoDailyQuotaError):
+    with pytest.raises(DailyQuotaError):
         marketo_hook().describe_leads()
 
     assert calls(marketo, "GET /rest/v1/leads/describe.json") == 1
 
 
 def test_other_errors_are_not_retried(marketo, marketo_hook):
-    with pytest.raises(MarketoApiError) as caught:
+    with pytest.raises(RequestRejectedError) as caught:
         marketo_hook().find_leads("email", ["ada@example.com"], fields=["noSuchField"])
 
     assert caught.value.code == "1006"
@@ -353,7 +354,7 @@ def test_missing_credentials_name_the_connection(monkeypatch):
     set_connection(monkeypatch, "mk_broken", host="123-ABC-456")
     hook = MarketoHook("mk_broken")  # constructing reads nothing
 
-    with pytest.raises(HookConfigError, match="mk_broken"):
+    with pytest.raises(ConfigurationError, match="mk_broken"):
         hook.describe_leads()
 
 
@@ -361,5 +362,5 @@ def test_a_bad_extra_names_the_connection_and_the_key(monkeypatch):
     set_connection(
         monkeypatch, "mk", host="123-ABC-456", login="i", password="p", extra={"timeout": "soon"}
     )
-    with pytest.raises(HookConfigError, match=r"'mk'.*'timeout'"):
+    with pytest.raises(ConfigurationError, match=r"'mk'.*'timeout'"):
         _ = MarketoHook("mk").settings

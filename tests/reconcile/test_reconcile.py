@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from contact_sync.errors import TransientError
 from contact_sync.hooks.dynamics import DynamicsHook
-from contact_sync.hooks.errors import MarketoApiError
 from contact_sync.reconcile import Window, plan_windows
 from tests.reconcile.conftest import (
     AFTER,
@@ -201,7 +201,7 @@ def test_a_marketo_failure_that_outlasts_the_retries_fails_the_run(sandboxes, ru
     sandboxes.dataverse.admin.seed(contacts=[contact(1)])
     sandboxes.marketo.admin.set_faults({"rules": [{"answer": "611", "path": "/rest/v1/leads"}]})
 
-    with pytest.raises(MarketoApiError, match="611"):
+    with pytest.raises(TransientError, match="611"):
         run()
 
 

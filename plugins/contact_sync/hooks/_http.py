@@ -1,27 +1,45 @@
-"""What both hooks share: reading extras, the token cache, timeouts, and the one retry loop.
+"""What both hooks share: :class:`ServiceHook` (the Connection preamble, the session, the call
+counter, the token cache), reading extras, timeouts, and the one retry loop.
 
 A hook's ``_request`` sends one attempt through :meth:`RetryingCaller.send` and classifies the
 answer; it raises :class:`Retry` for what the service documents as transient and
 :class:`Reauthenticate` for a refused token. :meth:`RetryingCaller.run` turns those signals into
 bounded, logged retries with exponential backoff and jitter, so the two hooks behave the same.
+
+Why not ``HttpHook`` (apache-airflow-providers-http): it sends every extra it does not know as a
+request header, so ``tenant_id`` and our retry settings would travel to Entra ID, Dataverse and
+Marketo; its ``run``/``check_response`` raise one ``AirflowException`` for every status, where
+the two services need their own classification (Retry-After, Marketo's 200-with-error envelope).
+What users know from it is kept: the extras ``proxies``, ``verify``, ``cert`` and ``trust_env``
+with its meanings and defaults, and its TCP keep-alive adapter (from ``requests-toolbelt``).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from functools import cached_property
+from typing import Any, ClassVar, TypeVar
 
 import requests
+from airflow.sdk import BaseHook
+from requests_toolbelt.adapters.socket_options import TCPKeepAliveAdapter
 
-from contact_sync.hooks.errors import HookConfigError, ServiceError, redact
+from contact_sync.errors import (
+    ConfigurationError,
+    RequestRejectedError,
+    ServiceError,
+    TransportError,
+    redact,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +59,8 @@ class ConnectionExtras:
         self.conn_id = conn_id
         self._extras = dict(extras)
 
-    def _fail(self, key: str, problem: str) -> HookConfigError:
-        return HookConfigError(f"Connection {self.conn_id!r}: extra {key!r} {problem}")
+    def _fail(self, key: str, problem: str) -> ConfigurationError:
+        return ConfigurationError(f"Connection {self.conn_id!r}: extra {key!r} {problem}")
 
     def warn_unknown(self, known: Iterable[str]) -> None:
         """Log extras the hook does not read, so a typo does not pass silently."""
@@ -99,6 +117,52 @@ class ConnectionExtras:
             raise self._fail(key, f"must be positive seconds, not {value!r}")
         return pair
 
+    def flag(self, key: str, default: bool) -> bool:
+        """A JSON boolean (the UI's checkbox); ``"true"``/``"false"`` as typed into the JSON."""
+        value = self._extras.get(key, default)
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        if not isinstance(value, bool):
+            raise self._fail(key, f"must be true or false, not {value!r}")
+        return value
+
+    def file_path(self, key: str, value: Any) -> str:
+        path = os.path.expanduser(value.strip()) if isinstance(value, str) else ""
+        if not path or not os.path.isfile(path):
+            raise self._fail(key, f"must name a readable file on the worker, not {value!r}")
+        return path
+
+    def http_options(self) -> HttpOptions:
+        """``proxies``, ``verify``, ``cert``, ``trust_env``: the HTTP provider's extras.
+
+        Same names, meanings and defaults as ``HttpHook``'s, which are ``requests``' session
+        attributes: https://requests.readthedocs.io/en/latest/user/advanced/ (proxies, SSL
+        verification, client certificates, and ``trust_env`` for the ``*_PROXY`` variables and
+        ``REQUESTS_CA_BUNDLE``).
+        """
+        proxies = self._extras.get("proxies") or {}
+        if not isinstance(proxies, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in proxies.items()
+        ):
+            raise self._fail("proxies", 'must map a scheme to a proxy URL: {"https": "http://…"}')
+        verify: bool | str = self._extras.get("verify", True)
+        if isinstance(verify, str) and verify.strip().lower() in ("true", "false"):
+            verify = self.flag("verify", True)
+        elif not isinstance(verify, bool):
+            verify = self.file_path("verify", verify)  # a CA bundle (PEM) for a private CA
+        cert = self._extras.get("cert")
+        if cert is not None and cert != "":
+            parts = cert if isinstance(cert, list) else [cert]
+            if len(parts) not in (1, 2):
+                raise self._fail("cert", "must be a PEM file or [certificate file, key file]")
+            paths = tuple(self.file_path("cert", part) for part in parts)
+            cert = paths[0] if len(paths) == 1 else paths
+        else:
+            cert = None
+        return HttpOptions(
+            proxies=dict(proxies), verify=verify, cert=cert, trust_env=self.flag("trust_env", True)
+        )
+
     def retry_policy(self, default: RetryPolicy) -> RetryPolicy:
         return RetryPolicy(
             max_attempts=self.integer("max_attempts", default.max_attempts),
@@ -110,6 +174,38 @@ class ConnectionExtras:
 
 RETRY_EXTRAS = ("max_attempts", "backoff_base", "backoff_max", "max_retry_after")
 """Extras read by :meth:`ConnectionExtras.retry_policy`, for both Connections."""
+HTTP_EXTRAS = ("proxies", "verify", "cert", "trust_env")
+"""Extras read by :meth:`ConnectionExtras.http_options`, for both Connections."""
+
+
+@dataclass(frozen=True)
+class HttpOptions:
+    """How the session reaches the service: proxies, TLS verification, client certificate."""
+
+    proxies: dict[str, str] = field(default_factory=dict)
+    verify: bool | str = True
+    cert: str | tuple[str, ...] | None = None
+    trust_env: bool = True
+
+
+def new_session(options: HttpOptions, user_agent: str) -> requests.Session:
+    """A session configured like ``HttpHook``'s, with its TCP keep-alive adapter and defaults.
+
+    Keep-alive probes (first after 120 s idle, then every 30 s) keep a connection alive through
+    load balancers and NAT gateways that drop idle TCP flows (Azure's default idle timeout is
+    4 minutes: https://learn.microsoft.com/en-us/azure/load-balancer/load-balancer-tcp-reset)
+    while a long Sync Leads call is answered.
+    """
+    session = requests.Session()
+    session.headers["User-Agent"] = user_agent
+    session.proxies.update(options.proxies)
+    session.verify = options.verify
+    session.cert = options.cert
+    session.trust_env = options.trust_env
+    adapter = TCPKeepAliveAdapter(idle=120, count=20, interval=30)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 # --- Retries ----------------------------------------------------------------------------------
@@ -166,16 +262,6 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
 
 
-def require_credentials(conn_id: str, conn: Any, *, host_what: str) -> None:
-    """Every service Connection needs a host, a client id (login) and a client secret (password)."""
-    if not conn.host:
-        raise HookConfigError(f"Connection {conn_id!r}: host ({host_what}) is required")
-    if not conn.login or not conn.password:
-        raise HookConfigError(
-            f"Connection {conn_id!r}: login (client id) and password (client secret) are required"
-        )
-
-
 class RetryingCaller:
     """One ``requests.Session`` with a mandatory timeout, and the bounded retry loop around it.
 
@@ -189,7 +275,7 @@ class RetryingCaller:
         session: requests.Session,
         timeout: Timeout,
         policy: RetryPolicy,
-        transport_error: Callable[[str], ServiceError],
+        service: str,
         logger: logging.Logger,
         sleep: Callable[[float], None] = time.sleep,
         calls: Counter[str] | None = None,
@@ -198,7 +284,7 @@ class RetryingCaller:
         self.calls: Counter[str] = Counter() if calls is None else calls
         self.timeout = timeout
         self.policy = policy
-        self._transport_error = transport_error
+        self._service = service
         self._log = logger
         self._sleep = sleep
 
@@ -217,9 +303,10 @@ class RetryingCaller:
         try:
             return self.session.request(method, url, timeout=self.timeout, **kwargs)
         except requests.RequestException as exc:
-            error = self._transport_error(
+            error = TransportError(
                 f"{method} {_path_of(url)} failed: {type(exc).__name__} "
-                f"(timeout {self.timeout[0]:g}/{self.timeout[1]:g} s)"
+                f"(timeout {self.timeout[0]:g}/{self.timeout[1]:g} s)",
+                service=self._service,  # type: ignore[arg-type]
             )
             never_arrived = isinstance(exc, requests.ConnectionError | requests.ConnectTimeout)
             if idempotent or never_arrived:
@@ -231,6 +318,11 @@ class RetryingCaller:
 
         A refused token is renewed once per call (it does not use up an attempt); a second refusal
         is an auth error. Transient failures are retried up to ``max_attempts`` tries in all.
+
+        Not tenacity (which ``HttpHook.run_with_advanced_retry`` uses): the renewal that does not
+        count as an attempt, the stop on a too-long Retry-After and the wait taken from the error
+        would each be a custom ``retry``/``stop``/``wait`` callable reading the same exception,
+        plus a ``before_sleep`` for the log line: longer than this loop, and split in four.
         """
         policy = self.policy
         reauthenticated = False
@@ -345,3 +437,131 @@ def json_or_none(response: requests.Response) -> Any:
         return response.json()
     except ValueError:
         return None
+
+
+def unexpected_answer(response: requests.Response, *, service: str, what: str) -> ServiceError:
+    """A success status whose body is not the JSON the API documents (a proxy's HTML page)."""
+    content_type = response.headers.get("Content-Type", "").split(";")[0] or "untyped"
+    return RequestRejectedError(
+        f"{what}: HTTP {response.status_code} with a {content_type} body instead of JSON; "
+        "is a proxy answering, or does the host point at the wrong site?",
+        service=service,  # type: ignore[arg-type]
+        status=response.status_code,
+        excerpt=response_excerpt(response),
+    )
+
+
+# --- The shared hook --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceSettings:
+    """What every service Connection holds, checked once; each hook adds its own fields."""
+
+    conn_id: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    timeout: Timeout
+    retry: RetryPolicy
+    http: HttpOptions
+
+
+class ServiceHook(BaseHook):
+    """The plumbing both hooks share: Connection preamble, session, call counter, token cache.
+
+    A subclass names its ``service`` (for transport errors), builds ``settings`` from
+    :meth:`_read_connection`, fetches tokens in ``_fetch_token`` and says in ``_check`` what the
+    UI's Test button does, and in ``_explain`` what a failure of it means.
+    """
+
+    conn_name_attr: ClassVar[str]
+    service: ClassVar[str]
+    user_agent: ClassVar[str]
+    default_timeout: ClassVar[Timeout]
+    default_retry: ClassVar[RetryPolicy]
+    # The renewal margin of the token cache (see TokenCache).
+    token_margin: ClassVar[float] = 300.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Requests sent by this hook (retries and token requests included) by "METHOD /path";
+        # run reports show how much of the service's quota a run used.
+        self.api_calls: Counter[str] = Counter()
+
+    @property
+    def conn_id(self) -> str:
+        return getattr(self, self.conn_name_attr)
+
+    @cached_property
+    def settings(self) -> ServiceSettings:
+        raise NotImplementedError
+
+    def _read_connection(
+        self, *, host_what: str, extras: Iterable[str]
+    ) -> tuple[Any, ConnectionExtras, dict[str, Any]]:
+        """The Connection, its extras, and the settings every hook has, after the common checks.
+
+        Every service Connection needs a host, a client id (login) and a client secret (password).
+        """
+        conn_id = self.conn_id
+        conn = self.get_connection(conn_id)
+        reader = ConnectionExtras(conn_id, conn.extra_dejson)
+        reader.warn_unknown((*extras, "timeout", *RETRY_EXTRAS, *HTTP_EXTRAS))
+        if not conn.host:
+            raise ConfigurationError(f"Connection {conn_id!r}: host ({host_what}) is required")
+        if not conn.login or not conn.password:
+            raise ConfigurationError(
+                f"Connection {conn_id!r}: login (client id) and password (client secret) "
+                "are required"
+            )
+        common = {
+            "conn_id": conn_id,
+            "client_id": conn.login,
+            "client_secret": conn.password,
+            "timeout": reader.timeout(self.default_timeout),
+            "retry": reader.retry_policy(self.default_retry),
+            "http": reader.http_options(),
+        }
+        return conn, reader, common
+
+    @cached_property
+    def session(self) -> requests.Session:
+        return new_session(self.settings.http, self.user_agent)
+
+    def get_conn(self) -> requests.Session:
+        """The hook's ``requests.Session`` (Airflow's hook interface)."""
+        return self.session
+
+    @cached_property
+    def _caller(self) -> RetryingCaller:
+        settings = self.settings
+        return RetryingCaller(
+            session=self.session,
+            timeout=settings.timeout,
+            policy=settings.retry,
+            service=self.service,
+            logger=logging.getLogger(type(self).__module__),
+            calls=self.api_calls,
+        )
+
+    @cached_property
+    def _tokens(self) -> TokenCache:
+        return TokenCache(self._fetch_token, max_margin=self.token_margin)
+
+    def _fetch_token(self) -> IssuedToken:
+        raise NotImplementedError
+
+    def _check(self) -> str:
+        """A token and one cheap read; the success message."""
+        raise NotImplementedError
+
+    def _explain(self, error: ServiceError | ConfigurationError) -> str:
+        """What a failed :meth:`test_connection` means, naming what to fix."""
+        return str(error)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Airflow's "Test connection" (the UI's Test button): a token and one cheap read."""
+        try:
+            return True, self._check()
+        except (ServiceError, ConfigurationError) as exc:
+            return False, self._explain(exc)

@@ -1,6 +1,7 @@
 """``DynamicsHook``: reads contacts and accounts from the Dataverse Web API (Dynamics 365).
 
-Connection ``dynamics365_default`` (any ``conn_type``; ``http`` is fine):
+Connection ``dynamics365_default``, of type ``dynamics365`` ("Dynamics 365 (Dataverse Web API)" in
+the UI's connection form; ``http`` still works in JSON):
 
 - ``host``: the environment URL, ``https://contoso.crm.dynamics.com`` (``https://`` is assumed
   when no scheme is given; ``port`` is appended when set);
@@ -16,64 +17,73 @@ Connection ``dynamics365_default`` (any ``conn_type``; ``http`` is fine):
       "max_attempts": 5,         # tries per request in all (1 = no retries)
       "backoff_base": 1.0,       # first backoff in seconds, doubling per retry (with jitter)
       "backoff_max": 60.0,       # longest backoff
-      "max_retry_after": 300     # longest Retry-After (429) waited out; longer fails at once
+      "max_retry_after": 300,    # longest Retry-After (429) waited out; longer fails at once
+      "proxies": {"https": "http://proxy:3128"},  # as in the HTTP provider; also
+      "verify": "/etc/ssl/private-ca.pem",        # true / false / a CA bundle, "cert", "trust_env"
     }
 
 Locally, as an environment variable::
 
-    AIRFLOW_CONN_DYNAMICS365_DEFAULT='{"conn_type": "http", "host": "https://contoso.crm.dynamics.com",
-      "login": "<client id>", "password": "<client secret>", "extra": {"tenant_id": "<tenant>"}}'
+    AIRFLOW_CONN_DYNAMICS365_DEFAULT='{"conn_type": "dynamics365",
+      "host": "https://contoso.crm.dynamics.com", "login": "<client id>",
+      "password": "<client secret>", "extra": {"tenant_id": "<tenant>"}}'
 
-Tokens come from Entra ID's v2.0 client-credentials endpoint with ``scope=<resource_url>/.default``.
+Tokens come from Entra ID's v2.0 client-credentials endpoint with ``scope=<resource_url>/.default``
+(https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow).
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
-from collections import Counter
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import requests
-from airflow.sdk import BaseHook
 
+from contact_sync.errors import (
+    ConfigurationError,
+    CredentialsError,
+    NotFoundError,
+    RateLimitError,
+    RequestRejectedError,
+    Service,
+    ServiceError,
+    TransientError,
+    TransportError,
+)
+from contact_sync.events import normalize_guid
 from contact_sync.hooks._http import (
-    RETRY_EXTRAS,
-    ConnectionExtras,
     IssuedToken,
     Reauthenticate,
     Retry,
-    RetryingCaller,
     RetryPolicy,
+    ServiceHook,
+    ServiceSettings,
     Timeout,
-    TokenCache,
     describe_url,
     json_or_none,
     parse_retry_after,
-    require_credentials,
     response_excerpt,
-)
-from contact_sync.hooks.errors import (
-    DynamicsAuthError,
-    DynamicsError,
-    DynamicsNotFoundError,
-    DynamicsRateLimitError,
-    DynamicsRequestError,
-    HookConfigError,
+    unexpected_answer,
 )
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT: Timeout = (10.0, 60.0)
 DEFAULT_RETRY = RetryPolicy(max_attempts=5, backoff_base=1.0, backoff_max=60.0, max_retry_after=300)
-# "Max URL length 32 KB (32,768 chars)" (dynamics365-api.md §3.1); longer id lists are split.
+# "Max URL length 32 KB (32,768 chars)": longer id lists are split. https://learn.microsoft.com/
+# power-apps/developer/data-platform/webapi/compose-http-requests-handle-errors
 MAX_URL_LENGTH = 32_768
 MAX_PAGE_SIZE = 5_000
-OBJECT_DOES_NOT_EXIST = "0x80040217"  # the error code of a 404 for a missing record
+# Entra ID's AADSTS codes (https://learn.microsoft.com/entra/identity-platform/reference-error-codes)
+# that name what to fix in the Connection, for the Test button's message.
+_TENANT_CODES = {90002}  # InvalidTenantName: the tenant id or domain does not exist
+_CLIENT_ID_CODES = {700016}  # UnauthorizedClient_DoesNotMatchRequest: unknown application id
+_AADSTS = re.compile(r"AADSTS(\d+)")
 
 _ODATA_HEADERS = {
     "Accept": "application/json",
@@ -84,34 +94,21 @@ _ODATA_HEADERS = {
 # OData expressions stay readable in the URL (and in its measured length) like Microsoft's
 # examples; everything else, spaces and '+' included, is percent-encoded.
 _QUERY_SAFE = "$,()'=:/"
-_EXTRAS = ("tenant_id", "authority_host", "resource_url", "api_version", "timeout", *RETRY_EXTRAS)
+_EXTRAS = ("tenant_id", "authority_host", "resource_url", "api_version")
 
 
-@dataclass(frozen=True)
-class NotFound:
-    """The typed "no such record" result of a single-record read."""
-
-    entity: str
-    id: str
-
-
-@dataclass(frozen=True)
-class DynamicsSettings:
+@dataclass(frozen=True, kw_only=True)
+class DynamicsSettings(ServiceSettings):
     """Everything the hook needs from its Connection, checked once."""
 
-    conn_id: str
     environment_url: str
     resource_url: str
     api_url: str
     token_url: str
     scope: str
-    client_id: str
-    client_secret: str = field(repr=False)
-    timeout: Timeout
-    retry: RetryPolicy
 
 
-class DynamicsHook(BaseHook):
+class DynamicsHook(ServiceHook):
     """Dataverse Web API client: one session, one cached Entra ID token, one ``_request``.
 
     :param dynamics365_conn_id: the Airflow Connection to use (see the module docstring).
@@ -121,65 +118,33 @@ class DynamicsHook(BaseHook):
     default_conn_name = "dynamics365_default"
     conn_type = "dynamics365"
     hook_name = "Dynamics 365 (Dataverse Web API)"
+    service = "dataverse"
+    user_agent = "contact-sync-dynamics-hook"
+    default_timeout = DEFAULT_TIMEOUT
+    default_retry = DEFAULT_RETRY
 
     def __init__(self, dynamics365_conn_id: str = default_conn_name) -> None:
         super().__init__()
         self.dynamics365_conn_id = dynamics365_conn_id
-        # Requests sent by this hook (retries and token requests included) by "METHOD /path";
-        # run reports show how much of the service's quota a run used.
-        self.api_calls: Counter[str] = Counter()
-
-    # --- Connection, session, token (all lazy) -----------------------------------------------
 
     @cached_property
     def settings(self) -> DynamicsSettings:
-        conn_id = self.dynamics365_conn_id
-        conn = self.get_connection(conn_id)
-        extras = ConnectionExtras(conn_id, conn.extra_dejson)
-        extras.warn_unknown(_EXTRAS)
-        require_credentials(conn_id, conn, host_what="the environment URL")
+        conn, extras, common = self._read_connection(
+            host_what="the environment URL", extras=_EXTRAS
+        )
         environment_url = _base_url(conn.host, conn.port)
         resource_url = extras.text("resource_url", environment_url).rstrip("/")
         authority = extras.text("authority_host", "https://login.microsoftonline.com").rstrip("/")
         tenant = extras.required_text("tenant_id", "the Entra ID directory (tenant) id")
         api_version = extras.text("api_version", "v9.2")
         return DynamicsSettings(
-            conn_id=conn_id,
+            **common,
             environment_url=environment_url,
             resource_url=resource_url,
             api_url=f"{environment_url}/api/data/{api_version}",
             token_url=f"{authority}/{quote(tenant, safe='')}/oauth2/v2.0/token",
             scope=f"{resource_url}/.default",
-            client_id=conn.login,
-            client_secret=conn.password,
-            timeout=extras.timeout(DEFAULT_TIMEOUT),
-            retry=extras.retry_policy(DEFAULT_RETRY),
         )
-
-    @cached_property
-    def session(self) -> requests.Session:
-        session = requests.Session()
-        session.headers["User-Agent"] = "contact-sync-dynamics-hook"
-        return session
-
-    @cached_property
-    def _caller(self) -> RetryingCaller:
-        return RetryingCaller(
-            session=self.session,
-            timeout=self.settings.timeout,
-            policy=self.settings.retry,
-            transport_error=lambda message: DynamicsRequestError(message),
-            logger=log,
-            calls=self.api_calls,
-        )
-
-    @cached_property
-    def _tokens(self) -> TokenCache:
-        return TokenCache(self._fetch_token)
-
-    def get_conn(self) -> requests.Session:
-        """The hook's ``requests.Session`` (Airflow's hook interface)."""
-        return self.session
 
     def _fetch_token(self) -> IssuedToken:
         """A client-credentials token from Entra ID's v2.0 endpoint (secret in the body)."""
@@ -195,18 +160,22 @@ class DynamicsHook(BaseHook):
             },
         )
         body = json_or_none(response)
-        if response.status_code >= 500 or response.status_code == 429:
-            raise Retry(
-                self._error(DynamicsRequestError, response, "Entra ID token request failed")
-            )
-        if response.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
-            error = body.get("error") if isinstance(body, dict) else None
-            raise DynamicsAuthError(
+        status = response.status_code
+        if status == 429:
+            raise Retry(_error(RateLimitError, "entra", response, "Entra ID token request"))
+        if status >= 500:
+            raise Retry(_error(TransientError, "entra", response, "Entra ID token request"))
+        if status == 200 and not (isinstance(body, dict) and "access_token" in body):
+            raise unexpected_answer(response, service="entra", what="Entra ID token request")
+        if status != 200:
+            body = body if isinstance(body, dict) else {}
+            raise CredentialsError(
                 f"Entra ID refused the client credentials of connection {settings.conn_id!r}",
-                status=response.status_code,
-                code=error,
+                service="entra",
+                status=status,
+                code=body.get("error"),
                 # error_description names the AADSTS reason; it never echoes the secret.
-                excerpt=body.get("error_description") if isinstance(body, dict) else None,
+                excerpt=body.get("error_description") or response_excerpt(response),
             )
         log.info("Fetched an Entra ID token for connection %r", settings.conn_id)
         return IssuedToken(value=body["access_token"], lifetime=float(body.get("expires_in", 0)))
@@ -216,7 +185,8 @@ class DynamicsHook(BaseHook):
     def _request(self, method: str, url: str, *, headers: dict[str, str] | None = None) -> Any:
         """Send a Web API request with auth, OData headers, timeout, retries and error mapping.
 
-        ``url`` is absolute (a ``@odata.nextLink``) or relative to the API root.
+        ``url`` is absolute (a ``@odata.nextLink``) or relative to the API root. A success with a
+        body answers the JSON object Dataverse documents, anything else is a typed error.
         """
         settings = self.settings
         if "://" not in url:
@@ -227,7 +197,9 @@ class DynamicsHook(BaseHook):
         ):
             # A nextLink names the environment as Dataverse knows it (the host or the resource
             # URL); the bearer token must never go anywhere else.
-            raise DynamicsRequestError(f"refusing to send a token to a foreign URL ({url[:60]}…)")
+            raise RequestRejectedError(
+                f"refusing to send a token to a foreign URL ({url[:60]}…)", service="dataverse"
+            )
         what = describe_url(method, url)
 
         def attempt() -> Any:
@@ -239,58 +211,29 @@ class DynamicsHook(BaseHook):
             )
             status = response.status_code
             if status < 400:
-                return json_or_none(response) if response.content else None
+                if not response.content:
+                    return None
+                body = json_or_none(response)
+                if not isinstance(body, dict):
+                    raise unexpected_answer(response, service="dataverse", what=what)
+                return body
             if status == 401:
-                raise Reauthenticate(self._error(DynamicsAuthError, response, "token refused"))
+                raise Reauthenticate(
+                    _error(CredentialsError, "dataverse", response, "token refused")
+                )
             if status == 429:
                 raise Retry(
-                    self._error(DynamicsRateLimitError, response, "service protection limit")
+                    _error(RateLimitError, "dataverse", response, "service protection limit")
                 )
             if status >= 500:
-                raise Retry(self._error(DynamicsRequestError, response, "server error"))
+                raise Retry(_error(TransientError, "dataverse", response, "server error"))
             if status == 404:
-                raise self._error(DynamicsNotFoundError, response, f"{what} not found")
-            raise self._error(DynamicsRequestError, response, f"{what} rejected")
+                raise _error(NotFoundError, "dataverse", response, f"{what} not found")
+            raise _error(RequestRejectedError, "dataverse", response, f"{what} rejected")
 
         return self._caller.run(attempt, what=what, reauthenticate=self._tokens.invalidate)
 
-    @staticmethod
-    def _error(
-        kind: type[DynamicsError], response: requests.Response, message: str
-    ) -> DynamicsError:
-        body = json_or_none(response)
-        error = body.get("error") if isinstance(body, dict) else None
-        error = error if isinstance(error, dict) else {}
-        return kind(
-            message,
-            status=response.status_code,
-            code=error.get("code") or None,  # Dataverse often sends an empty code
-            excerpt=error.get("message") or response_excerpt(response),
-            request_id=response.headers.get("x-ms-service-request-id"),
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
-        )
-
     # --- Reads ----------------------------------------------------------------------------------
-
-    def get_contact(
-        self, contact_id: str, *, select: Sequence[str], account_select: Sequence[str] | None = None
-    ) -> dict[str, Any] | NotFound:
-        """One contact, with its parent account expanded when ``account_select`` is given.
-
-        :return: the record, or :class:`NotFound` when Dataverse has no such contact.
-        """
-        contact_id = normalise_id(contact_id)
-        params = _query_options(select, account_select)
-        try:
-            record = self._request("GET", _url(f"contacts({contact_id})", params))
-        except DynamicsNotFoundError as exc:
-            # Only "this record does not exist" is a result; a 404 for the path itself (a wrong
-            # api_version) stays an error.
-            if exc.code != OBJECT_DOES_NOT_EXIST:
-                raise
-            return NotFound("contact", contact_id)
-        record.pop("@odata.context", None)
-        return record
 
     def get_contacts(
         self,
@@ -313,7 +256,7 @@ class DynamicsHook(BaseHook):
         self, entity_set: str, key: str, ids: Iterable[str], params: dict[str, str]
     ) -> dict[str, dict[str, Any]]:
         """One ``Microsoft.Dynamics.CRM.In`` query per URL-sized chunk of ids."""
-        wanted = sorted({normalise_id(i) for i in ids})
+        wanted = sorted({normalize_guid(i, what=f"{entity_set} id") for i in ids})
         if not wanted:
             return {}
 
@@ -355,25 +298,6 @@ class DynamicsHook(BaseHook):
         params = {**_query_options(select, account_select), "$filter": filter, "$orderby": orderby}
         yield from self._pages(_url("contacts", params), page_size)
 
-    def iter_contacts(
-        self,
-        *,
-        filter: str,
-        select: Sequence[str],
-        orderby: str = "modifiedon asc,contactid asc",
-        page_size: int = MAX_PAGE_SIZE,
-        account_select: Sequence[str] | None = None,
-    ) -> Iterator[dict[str, Any]]:
-        """The records of :meth:`iter_contact_pages`, one at a time."""
-        for page in self.iter_contact_pages(
-            filter=filter,
-            select=select,
-            orderby=orderby,
-            page_size=page_size,
-            account_select=account_select,
-        ):
-            yield from page
-
     def _pages(self, url: str, page_size: int) -> Iterator[list[dict[str, Any]]]:
         """Follow ``@odata.nextLink`` verbatim, resending the same page size, until it is absent."""
         headers = {"Prefer": f"odata.maxpagesize={page_size}"}
@@ -387,28 +311,64 @@ class DynamicsHook(BaseHook):
             yield records
             next_url = body.get("@odata.nextLink")
 
-    def test_connection(self) -> tuple[bool, str]:
+    def _check(self) -> str:
         """Fetch a token and read one contact id (Airflow's "Test connection").
 
         Reading a contact, rather than calling ``WhoAmI``, also proves the application user may
         read the table the sync needs.
         """
-        try:
-            self._request("GET", _url("contacts", {"$select": "contactid", "$top": "1"}))
-        except (DynamicsError, HookConfigError) as exc:
-            return False, str(exc)
-        return True, f"Connected to {self.settings.environment_url}; contacts are readable"
+        self._request("GET", _url("contacts", {"$select": "contactid", "$top": "1"}))
+        return f"Connected to {self.settings.environment_url}; contacts are readable"
+
+    def _explain(self, error: ServiceError | ConfigurationError) -> str:
+        """Name what to fix: the tenant, the credentials, the URL or the permissions."""
+        text = str(error)
+        if isinstance(error, CredentialsError) and error.service == "entra":
+            code = _aadsts_code(error.excerpt or "")
+            if code in _TENANT_CODES:
+                return f"Tenant id not found by Entra ID: check the tenant id. {text}"
+            if code in _CLIENT_ID_CODES:
+                return f"Credentials: Entra ID does not know this client id. {text}"
+            return f"Credentials: Entra ID refused the client id / client secret. {text}"
+        if isinstance(error, CredentialsError):
+            return (
+                "Credentials: Dataverse refused a fresh token; is the app registration an "
+                f"application user of this environment? {text}"
+            )
+        if isinstance(error, TransportError):
+            return f"URL: could not reach the service; check the environment URL. {text}"
+        if isinstance(error, NotFoundError):
+            return f"URL: not found; check the environment URL and API version. {text}"
+        if isinstance(error, ServiceError) and error.status == 403:
+            return (
+                "Permissions: the application user may not read contacts; give it a security "
+                f"role with read access to Contact. {text}"
+            )
+        return text
 
 
-def normalise_id(value: str) -> str:
-    """A Dataverse id in canonical lower-case form; anything that is not a GUID is refused.
+def _error(
+    kind: type[ServiceError], service: Service, response: requests.Response, message: str
+) -> ServiceError:
+    """A typed error from a Dataverse or Entra ID answer: status, code, request id, excerpt."""
+    body = json_or_none(response)
+    error = body.get("error") if isinstance(body, dict) else None
+    error = error if isinstance(error, dict) else {}
+    return kind(
+        message,
+        service=service,
+        status=response.status_code,
+        code=error.get("code") or None,  # Dataverse often sends an empty code
+        excerpt=error.get("message") or response_excerpt(response),
+        request_id=response.headers.get("x-ms-service-request-id"),
+        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+    )
 
-    Ids end up inside OData filters, so checking them here also rules out filter injection.
-    """
-    try:
-        return str(uuid.UUID(str(value).strip().strip("{}")))
-    except ValueError:
-        raise ValueError(f"not a Dataverse id (GUID): {str(value)[:40]!r}") from None
+
+def _aadsts_code(description: str) -> int | None:
+    """The number of an Entra ID error description, ``"AADSTS90002: Tenant ..."`` → 90002."""
+    match = _AADSTS.search(description)
+    return int(match.group(1)) if match else None
 
 
 def _query_options(select: Sequence[str], account_select: Sequence[str] | None) -> dict[str, str]:

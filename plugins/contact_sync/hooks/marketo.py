@@ -1,6 +1,7 @@
 """``MarketoHook``: finds and upserts leads (and companies) through Marketo's REST API.
 
-Connection ``marketo_default`` (any ``conn_type``; ``http`` is fine):
+Connection ``marketo_default``, of type ``marketo`` ("Adobe Marketo Engage" in the UI's connection
+form; ``http`` still works in JSON):
 
 - ``host``: the REST base URL, ``https://123-ABC-456.mktorest.com``, or just the Munchkin id
   ``123-ABC-456``, which expands to that URL (a trailing ``/rest`` or ``/identity`` is dropped);
@@ -15,12 +16,14 @@ Connection ``marketo_default`` (any ``conn_type``; ``http`` is fine):
       "max_retry_after": 300,     # shared retry knob (Marketo sends no Retry-After)
       "rate_limit_calls": 50,     # client-side sliding window: calls ...
       "rate_limit_window_s": 20,  # ... per this many seconds (Adobe's advice per integration)
-      "max_concurrent": 5         # calls in flight at once, per process (Marketo refuses > 10)
+      "max_concurrent": 5,        # calls in flight at once, per process (Marketo refuses > 10)
+      "proxies": {"https": "http://proxy:3128"},  # as in the HTTP provider; also
+      "verify": "/etc/ssl/private-ca.pem"         # true / false / a CA bundle, "cert", "trust_env"
     }
 
 Locally, as an environment variable::
 
-    AIRFLOW_CONN_MARKETO_DEFAULT='{"conn_type": "http", "host": "123-ABC-456",
+    AIRFLOW_CONN_MARKETO_DEFAULT='{"conn_type": "marketo", "host": "123-ABC-456",
       "login": "<client id>", "password": "<client secret>"}'
 """
 
@@ -30,38 +33,38 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 import requests
-from airflow.sdk import BaseHook
 
+from contact_sync.errors import (
+    ConfigurationError,
+    CredentialsError,
+    DailyQuotaError,
+    RateLimitError,
+    RequestRejectedError,
+    ServiceError,
+    TransientError,
+    TransportError,
+    redact,
+)
 from contact_sync.hooks._http import (
-    RETRY_EXTRAS,
-    ConnectionExtras,
     IssuedToken,
     Reauthenticate,
     Retry,
-    RetryingCaller,
     RetryPolicy,
+    ServiceHook,
+    ServiceSettings,
     Timeout,
-    TokenCache,
     describe_url,
     json_or_none,
-    require_credentials,
     response_excerpt,
+    unexpected_answer,
 )
 from contact_sync.hooks._limiter import CallLimiter, LimiterSettings, shared_limiter
-from contact_sync.hooks.errors import (
-    HookConfigError,
-    MarketoApiError,
-    MarketoAuthError,
-    MarketoDailyQuotaError,
-    MarketoError,
-    MarketoRateLimitError,
-    redact,
-)
+from contact_sync.models import MAX_RECORDS_PER_CALL
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +74,9 @@ DEFAULT_RETRY = RetryPolicy(max_attempts=5, backoff_base=2.0, backoff_max=30.0, 
 # cap is per process and cannot see other workers or integrations, so it keeps half of
 # Marketo's 10 free for them.
 DEFAULT_LIMITS = LimiterSettings(max_calls=50, window_s=20.0, max_concurrent=5)
-BATCH_SIZE = 300  # Marketo's maximum filter values, page size and records per sync call
 
-# Response-level error codes (marketo-api.md §4), as the strings Marketo sends.
+# Response-level error codes, as the strings Marketo sends
+# (https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/error-codes).
 AUTH_CODES = frozenset({"600", "601", "602"})  # no / invalid / expired token: renew once
 RATE_LIMIT_CODES = frozenset({"606", "615"})  # rate window / concurrency: back off
 TRANSIENT_CODES = frozenset(
@@ -82,7 +85,7 @@ TRANSIENT_CODES = frozenset(
 DAILY_QUOTA_CODE = "607"  # spent until midnight CST: fail fast
 
 _MUNCHKIN_ID = re.compile(r"^\d{3}-[A-Za-z]{3}-\d{3}$")
-_EXTRAS = ("timeout", "rate_limit_calls", "rate_limit_window_s", "max_concurrent", *RETRY_EXTRAS)
+_EXTRAS = ("rate_limit_calls", "rate_limit_window_s", "max_concurrent")
 
 
 @dataclass(frozen=True)
@@ -119,20 +122,15 @@ class CompanySyncResult(_RecordOutcome):
     reasons: tuple[MarketoReason, ...] = ()
 
 
-@dataclass(frozen=True)
-class MarketoSettings:
+@dataclass(frozen=True, kw_only=True)
+class MarketoSettings(ServiceSettings):
     """Everything the hook needs from its Connection, checked once."""
 
-    conn_id: str
     base_url: str
-    client_id: str
-    client_secret: str = field(repr=False)
-    timeout: Timeout
-    retry: RetryPolicy
     limits: LimiterSettings
 
 
-class MarketoHook(BaseHook):
+class MarketoHook(ServiceHook):
     """Marketo REST client: one session, one cached token, a shared limiter, one ``_request``.
 
     :param marketo_conn_id: the Airflow Connection to use (see the module docstring).
@@ -142,30 +140,26 @@ class MarketoHook(BaseHook):
     default_conn_name = "marketo_default"
     conn_type = "marketo"
     hook_name = "Adobe Marketo Engage"
+    service = "marketo"
+    user_agent = "contact-sync-marketo-hook"
+    default_timeout = DEFAULT_TIMEOUT
+    default_retry = DEFAULT_RETRY
+    # Renew at most a minute early: the identity endpoint re-issues the same token until it
+    # really expires, so an earlier renewal only returns it again.
+    token_margin = 60.0
 
     def __init__(self, marketo_conn_id: str = default_conn_name) -> None:
         super().__init__()
         self.marketo_conn_id = marketo_conn_id
-        # Requests sent by this hook (retries and token requests included) by "METHOD /path";
-        # run reports show how much of the service's quota a run used.
-        self.api_calls: Counter[str] = Counter()
-
-    # --- Connection, session, token, limiter (all lazy) --------------------------------------
 
     @cached_property
     def settings(self) -> MarketoSettings:
-        conn_id = self.marketo_conn_id
-        conn = self.get_connection(conn_id)
-        extras = ConnectionExtras(conn_id, conn.extra_dejson)
-        extras.warn_unknown(_EXTRAS)
-        require_credentials(conn_id, conn, host_what="REST base URL or Munchkin id")
+        conn, extras, common = self._read_connection(
+            host_what="REST base URL or Munchkin id", extras=_EXTRAS
+        )
         return MarketoSettings(
-            conn_id=conn_id,
+            **common,
             base_url=rest_base_url(conn.host, conn.port),
-            client_id=conn.login,
-            client_secret=conn.password,
-            timeout=extras.timeout(DEFAULT_TIMEOUT),
-            retry=extras.retry_policy(DEFAULT_RETRY),
             limits=LimiterSettings(
                 max_calls=extras.integer("rate_limit_calls", DEFAULT_LIMITS.max_calls),
                 window_s=extras.number("rate_limit_window_s", DEFAULT_LIMITS.window_s),
@@ -174,36 +168,9 @@ class MarketoHook(BaseHook):
         )
 
     @cached_property
-    def session(self) -> requests.Session:
-        session = requests.Session()
-        session.headers["User-Agent"] = "contact-sync-marketo-hook"
-        return session
-
-    @cached_property
-    def _caller(self) -> RetryingCaller:
-        return RetryingCaller(
-            session=self.session,
-            timeout=self.settings.timeout,
-            policy=self.settings.retry,
-            transport_error=lambda message: MarketoApiError(None, message),
-            logger=log,
-            calls=self.api_calls,
-        )
-
-    @cached_property
-    def _tokens(self) -> TokenCache:
-        # Renew at most a minute early: the identity endpoint re-issues the same token until it
-        # really expires, so an earlier renewal only returns it again.
-        return TokenCache(self._fetch_token, max_margin=60.0)
-
-    @cached_property
     def _limiter(self) -> CallLimiter:
         settings = self.settings
         return shared_limiter(settings.base_url, settings.client_id, settings.limits)
-
-    def get_conn(self) -> requests.Session:
-        """The hook's ``requests.Session`` (Airflow's hook interface)."""
-        return self.session
 
     def _fetch_token(self) -> IssuedToken:
         """A token from the identity endpoint, cached for the REMAINING lifetime it reports.
@@ -220,23 +187,28 @@ class MarketoHook(BaseHook):
                 "client_secret": settings.client_secret,
             },
         )
-        if response.status_code >= 500:
+        status = response.status_code
+        if status >= 500:
             raise Retry(
-                MarketoApiError(
-                    str(response.status_code),
-                    f"identity endpoint failed: {response_excerpt(response)}",
-                    status=response.status_code,
+                TransientError(
+                    "identity endpoint failed",
+                    service="marketo",
+                    status=status,
+                    excerpt=response_excerpt(response),
                 )
             )
         body = json_or_none(response)
-        if response.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
+        if status == 200 and not (isinstance(body, dict) and "access_token" in body):
+            raise unexpected_answer(response, service="marketo", what="identity token request")
+        if status != 200:
             error = body if isinstance(body, dict) else {}
-            raise MarketoAuthError(
-                error.get("error"),
+            raise CredentialsError(
                 f"identity endpoint refused the client credentials of connection "
-                f"{settings.conn_id!r}: "
-                f"{error.get('error_description') or response_excerpt(response)}",
-                status=response.status_code,
+                f"{settings.conn_id!r}",
+                service="marketo",
+                status=status,
+                code=error.get("error"),
+                excerpt=error.get("error_description") or response_excerpt(response),
             )
         log.info("Fetched a Marketo token for connection %r", settings.conn_id)
         return IssuedToken(value=body["access_token"], lifetime=float(body.get("expires_in", 0)))
@@ -282,28 +254,34 @@ class MarketoHook(BaseHook):
         status = response.status_code
         body = json_or_none(response)
         if status >= 500:
-            # 502 is "likely a timeout ... retried with exponential backoff" (marketo-api.md §4)
-            raise Retry(MarketoApiError(str(status), f"{what}: HTTP {status}", status=status))
-        if status != 200 or not isinstance(body, dict):
+            # 502 is "likely a timeout ... retried with exponential backoff" (Adobe's error codes
+            # page, HTTP-level errors)
+            raise Retry(TransientError(f"{what}: HTTP {status}", service="marketo", status=status))
+        if status != 200:
             # 413 / 414 and anything unexpected: a request we must fix, not retry.
-            raise MarketoApiError(
-                str(status), f"{what}: HTTP {status}: {response_excerpt(response)}", status=status
+            raise RequestRejectedError(
+                f"{what}: HTTP {status}",
+                service="marketo",
+                status=status,
+                excerpt=response_excerpt(response),
             )
+        if not isinstance(body, dict):
+            raise unexpected_answer(response, service="marketo", what=what)
         if body.get("success") is True:
             return body
         errors = body.get("errors") or [{}]
         code = str(errors[0].get("code", "")) or None
         message = f"{what}: {errors[0].get('message', 'success is false, no error given')}"
-        request_id = body.get("requestId")
+        details = {"service": "marketo", "code": code, "request_id": body.get("requestId")}
         if code in AUTH_CODES:
-            raise Reauthenticate(MarketoAuthError(code, message, request_id=request_id))
+            raise Reauthenticate(CredentialsError(message, **details))
         if code == DAILY_QUOTA_CODE:
-            raise MarketoDailyQuotaError(code, message, request_id=request_id)
+            raise DailyQuotaError(message, **details)
         if code in RATE_LIMIT_CODES:
-            raise Retry(MarketoRateLimitError(code, message, request_id=request_id))
+            raise Retry(RateLimitError(message, **details))
         if code in TRANSIENT_CODES:
-            raise Retry(MarketoApiError(code, message, request_id=request_id))
-        raise MarketoApiError(code, message, request_id=request_id)
+            raise Retry(TransientError(message, **details))
+        raise RequestRejectedError(message, **details)
 
     # --- Leads ----------------------------------------------------------------------------------
 
@@ -319,12 +297,12 @@ class MarketoHook(BaseHook):
         unique = list(dict.fromkeys(v.strip() for v in values if v and v.strip()))
         if any("," in v for v in unique):
             raise ValueError("Marketo filter values are comma-separated; a value holds a comma")
-        for start in range(0, len(unique), BATCH_SIZE):
+        for start in range(0, len(unique), MAX_RECORDS_PER_CALL):
             form = {
                 "filterType": filter_type,
-                "filterValues": ",".join(unique[start : start + BATCH_SIZE]),
+                "filterValues": ",".join(unique[start : start + MAX_RECORDS_PER_CALL]),
                 "fields": ",".join(fields),
-                "batchSize": str(BATCH_SIZE),
+                "batchSize": str(MAX_RECORDS_PER_CALL),
             }
             while True:
                 body = self._request(
@@ -392,14 +370,14 @@ class MarketoHook(BaseHook):
     def _sync(
         self, path: str, records: Sequence[Mapping[str, Any]], body: dict[str, Any]
     ) -> Iterator[tuple[str, int | None, tuple[MarketoReason, ...]]]:
-        for start in range(0, len(records), BATCH_SIZE):
-            chunk = list(records[start : start + BATCH_SIZE])
+        for start in range(0, len(records), MAX_RECORDS_PER_CALL):
+            chunk = list(records[start : start + MAX_RECORDS_PER_CALL])
             answer = self._request("POST", path, json={**body, "input": chunk}, idempotent=False)
             results = answer.get("result") or []
             if len(results) != len(chunk):
-                raise MarketoApiError(
-                    None,
+                raise RequestRejectedError(
                     f"POST {path}: {len(results)} result(s) for {len(chunk)} record(s)",
+                    service="marketo",
                     request_id=answer.get("requestId"),
                 )
             # Results come in input order; company results also say so with ``seq``.
@@ -417,13 +395,27 @@ class MarketoHook(BaseHook):
         """The lead fields of this instance (``rest.name``, the API name, is not always there)."""
         return self._request("GET", "/rest/v1/leads/describe.json").get("result") or []
 
-    def test_connection(self) -> tuple[bool, str]:
+    def _check(self) -> str:
         """Fetch a token and describe the lead fields (Airflow's "Test connection")."""
-        try:
-            fields = self.describe_leads()
-        except (MarketoError, HookConfigError) as exc:
-            return False, str(exc)
-        return True, f"Connected to {self.settings.base_url}: {len(fields)} lead fields"
+        fields = self.describe_leads()
+        return f"Connected to {self.settings.base_url}: {len(fields)} lead fields"
+
+    def _explain(self, error: ServiceError | ConfigurationError) -> str:
+        """Name what to fix: the credentials, the URL or the permissions."""
+        text = str(error)
+        if isinstance(error, CredentialsError):
+            return f"Credentials: Marketo refused the client id / client secret. {text}"
+        if isinstance(error, TransportError):
+            return f"URL: could not reach Marketo; check the REST endpoint or Munchkin id. {text}"
+        if isinstance(error, ServiceError) and error.status == 404:
+            return f"URL: not found; check the REST endpoint or Munchkin id. {text}"
+        if isinstance(error, ServiceError) and error.code == "603":
+            # 603 "Access denied": the API user's role lacks the permission for the call.
+            return (
+                "Permissions: the API user's role may not read lead fields (Read-Only Lead "
+                f"or Read-Write Lead). {text}"
+            )
+        return text
 
 
 def rest_base_url(host: str, port: int | None = None) -> str:
