@@ -76,8 +76,16 @@ from contact_sync.events import RUN_CONF_PARAM_SCHEMAS
     catchup=False,
     tags=["contact-sync", "dynamics365", "marketo", "real-time"],
     params={
-        name: Param(None, description=f"run conf form {name!r}", **schema)
-        for name, schema in RUN_CONF_PARAM_SCHEMAS.items()
+        **{
+            name: Param(None, description=f"run conf form {name!r}", **schema)
+            for name, schema in RUN_CONF_PARAM_SCHEMAS.items()
+        },
+        "dry_run": Param(
+            False,
+            type="boolean",
+            description="Read and look up everything, write nothing to Marketo; the report says "
+            "what would be created, updated, flagged or deleted",
+        ),
     },
     default_args={**tasks.DEFAULT_ARGS, "execution_timeout": timedelta(minutes=30)},
 )
@@ -91,7 +99,8 @@ def dynamics_contact_to_marketo() -> None:
     @task(pool=tasks.MARKETO_POOL, multiple_outputs=False)
     def sync_contacts(request: dict[str, Any]) -> dict[str, Any]:
         """Read, map, look up and write the contacts; only ids, outcomes and call counts out."""
-        return tasks.sync_contacts(request)
+        dry_run = bool(get_current_context()["params"].get("dry_run"))
+        return tasks.sync_contacts(request, dry_run=dry_run)
 
     @task
     def report(request: dict[str, Any], synced: dict[str, Any]) -> None:

@@ -240,6 +240,8 @@ ACTED_ON: frozenset[tuple[str, str]] = frozenset(
     {("contact", "create"), ("contact", "update"), ("contact", "delete"), ("account", "update")}
 )
 _CONF_FORMS = ("events", "webhookRequest", "contact_ids", "account_ids")
+#: Run conf keys that are DAG params, not forms (``dry_run``); the DAG reads them from its params.
+RUN_PARAMS = ("dry_run",)
 
 _NAME = {"type": "string", "minLength": 1}
 _OPTIONAL_GUID = {"type": ["string", "null"], "pattern": _GUID_PATTERN}
@@ -379,7 +381,7 @@ def parse_run_conf(conf: Mapping[str, Any] | None) -> SyncRequest:
     """
     if not isinstance(conf, Mapping):
         raise EventError(f"the run conf must be a JSON object, got {describe_value(conf)}")
-    unknown = sorted(str(key) for key in conf if key not in _CONF_FORMS)
+    unknown = sorted(str(key) for key in conf if key not in (*_CONF_FORMS, *RUN_PARAMS))
     if unknown:
         raise EventError(
             f"unknown conf key(s) {', '.join(unknown)}; expected one of {', '.join(_CONF_FORMS)}"

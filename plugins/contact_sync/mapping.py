@@ -219,10 +219,13 @@ class Mappings:
         """Marketo fields to read when looking leads up: enough to decide create/update/unchanged.
 
         In ``company_record`` mode the lead shows its company's values too, which tells whether the
-        company record needs a write.
+        company record needs a write. ``removed_flag_field``, when set, is read too.
         """
         own = [entry.marketo for entry in self.contact]
         link = [self.settings.contact_id_field] if self.settings.contact_id_field else []
+        if self.settings.removed_flag_field:
+            # a reactivated contact's lead shows the flag, which its sync then clears
+            link.append(self.settings.removed_flag_field)
         if self.settings.company_mode == "company_record":
             link.append(EXTERNAL_COMPANY_ID)
         return _unique(("id", EMAIL_FIELD), link, own, self.company_fields)

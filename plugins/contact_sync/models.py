@@ -15,8 +15,20 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Self
 
 Action = Literal["create", "update", "unchanged"]
-OutcomeStatus = Literal["created", "updated", "unchanged", "rejected"]
-OUTCOME_STATUSES: tuple[OutcomeStatus, ...] = ("created", "updated", "unchanged", "rejected")
+OutcomeStatus = Literal[
+    "created", "updated", "unchanged", "flagged", "deleted", "skipped", "rejected"
+]
+#: ``flagged`` / ``deleted``: a removed contact's lead under ``on_contact_removed`` flag / delete;
+#: ``skipped``: a removed contact under ``ignore``, or one outside ``sync_filter`` ("filtered").
+OUTCOME_STATUSES: tuple[OutcomeStatus, ...] = (
+    "created",
+    "updated",
+    "unchanged",
+    "flagged",
+    "deleted",
+    "skipped",
+    "rejected",
+)
 
 #: Marketo's Lead Database batch limit: at most 300 filter values per lookup, records per page and
 #: records per Sync Leads / Delete Leads call ("Lead Database", Adobe Experience League).

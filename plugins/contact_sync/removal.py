@@ -19,7 +19,6 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from contact_sync.events import normalize_guid
-from contact_sync.models import Rejection
 
 __all__ = [
     "Cause",
@@ -31,7 +30,7 @@ __all__ = [
 ]
 
 Policy = Literal["ignore", "flag", "delete"]
-PlanAction = Literal["flag", "delete", "unchanged", "reject", "skip"]
+PlanAction = Literal["flag", "delete", "unchanged", "skip"]
 
 
 class Cause(StrEnum):
@@ -94,8 +93,10 @@ class RemovalPlan:
 
     ``action``: ``flag`` (write ``flag_writes``: Sync Leads records ``{"id": n, <flag>: true}``,
     updateOnly), ``delete`` (Delete Leads with ``delete_ids``), ``unchanged`` (no lead, or every
-    lead already flagged), ``reject`` (policy ``ignore``: ``rejection`` says why, nothing is
-    written) or ``skip`` (outside ``sync_filter`` with nothing to do; reason "filtered").
+    lead already flagged) or ``skip`` (policy ``ignore``: the reason names the cause and the
+    policy, nothing is written; or outside ``sync_filter`` with no lead: reason "filtered").
+    A skip is not a rejection: the recipe's behaviour must not fail the run.
+    ``code`` groups outcomes for counting: "filtered" or "contact <cause>".
     ``sync_also`` is the master of a merge, which the same run must sync so the surviving lead is
     right.
     """
@@ -105,8 +106,8 @@ class RemovalPlan:
     reason: str
     flag_writes: tuple[dict[str, Any], ...] = ()
     delete_ids: tuple[int, ...] = ()
-    rejection: Rejection | None = None
     sync_also: str | None = None
+    code: str = ""
 
     @property
     def outcome(self) -> str:
@@ -115,7 +116,6 @@ class RemovalPlan:
             "flag": "flagged",
             "delete": "deleted",
             "unchanged": "unchanged",
-            "reject": "rejected",
             "skip": "skipped",
         }[self.action]
 
@@ -145,14 +145,16 @@ def plan_removal(
         key=lambda lead: lead["id"],
     )
 
-    def plan(action: PlanAction, reason: str, **details: Any) -> RemovalPlan:
-        return RemovalPlan(contact_id, action, reason, sync_also=sync_also, **details)
+    code = Cause.FILTERED.value if removal.cause is Cause.FILTERED else f"contact {removal.cause}"
 
-    if policy == "ignore" or (removal.cause is Cause.FILTERED and not own):
-        if removal.cause is Cause.FILTERED:
-            return plan("skip", Cause.FILTERED.value)
-        rejection = Rejection(contact_id, f"contact {removal.cause}", removal.reason)
-        return plan("reject", removal.reason, rejection=rejection)
+    def plan(action: PlanAction, reason: str, **details: Any) -> RemovalPlan:
+        return RemovalPlan(contact_id, action, reason, sync_also=sync_also, code=code, **details)
+
+    if removal.cause is Cause.FILTERED and (policy == "ignore" or not own):
+        return plan("skip", Cause.FILTERED.value)
+    if policy == "ignore":
+        left = "on_contact_removed is ignore: its lead is left as is"
+        return plan("skip", f"{removal.reason}; {left}")
     if not own:
         return plan("unchanged", f"{removal.reason}; no lead has its contact id")
     if policy == "delete":

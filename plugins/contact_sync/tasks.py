@@ -29,7 +29,7 @@ from contact_sync.errors import NEVER_RETRY
 from contact_sync.events import EventError, SyncRequest, parse_run_conf
 from contact_sync.hooks.dynamics import DynamicsHook
 from contact_sync.hooks.marketo import MarketoHook
-from contact_sync.mapping import load_mappings
+from contact_sync.mapping import Mappings, load_mappings
 from contact_sync.models import Outcome
 from contact_sync.report import RunReport, summarise_api_calls
 
@@ -109,18 +109,34 @@ def parse_events(conf: Mapping[str, Any] | None) -> dict[str, Any]:
     return request.to_dict()
 
 
-def sync_contacts(request: Mapping[str, Any]) -> dict[str, Any]:
+def _mappings_for(marketo: MarketoHook) -> Mappings:
+    """The settings, checked against Marketo's describe when ``on_contact_removed`` is ``flag``
+    (the flag field must exist and be a Boolean) — one call, before any write."""
+    mappings = load_mappings()
+    if mappings.settings.on_contact_removed == "flag":
+        mappings = load_mappings(describe=marketo.describe_leads())
+    return mappings
+
+
+def sync_contacts(request: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
     """Read the contacts and their accounts, map, look the leads up and write them, in this task.
 
-    Returns ``{"outcomes": [...], "api_calls": {...}}``: one :class:`Outcome` dict per contact id
-    (id, status, lead id, reason, changed field names) and the requests sent per service.
+    Returns ``{"outcomes": [...], "refused": [...], "api_calls": {...}, "dry_run": bool}``: one
+    :class:`Outcome` dict per contact (id, status, lead id, reason, changed field names), the
+    account ids refused ("account not found"), the requests sent per service, and whether this
+    was a dry run (no Marketo write; the outcomes say what would happen, and ``report`` must not
+    fail the run for rejections).
     """
-    contact_ids = SyncRequest.from_dict(request).contact_ids
     dynamics, marketo = DynamicsHook(), MarketoHook()
-    outcomes = pipeline.sync_ids(dynamics, marketo, contact_ids, load_mappings())
+    mappings = _mappings_for(marketo)  # a MappingError names the setting and fails at once
+    result = pipeline.sync_request(
+        dynamics, marketo, SyncRequest.from_dict(request), mappings, dry_run=dry_run
+    )
     return {
-        "outcomes": [outcome.to_dict() for outcome in outcomes],
+        "outcomes": [outcome.to_dict() for outcome in result.outcomes],
+        "refused": [vars(refusal) for refusal in result.refused],
         "api_calls": _api_calls(dynamics, marketo),
+        "dry_run": dry_run,
     }
 
 

@@ -253,7 +253,15 @@ def test_reconciliation_repairs_a_lead_broken_on_purpose(
     }
     report = airflow_live.xcom(RECONCILIATION_DAG_ID, run_id, REPORT_TASK_ID)
     # Only the broken lead is written; the other is in sync; the one without email stays out.
-    assert report["counts"] == {"created": 0, "updated": 1, "unchanged": 1, "rejected": 1}
+    assert report["counts"] == {
+        "created": 0,
+        "updated": 1,
+        "unchanged": 1,
+        "flagged": 0,
+        "deleted": 0,
+        "skipped": 0,
+        "rejected": 1,
+    }
     assert report["rejected"] == [
         {"contact_id": scenario.contact_id("no email"), "reason": "no email"}
     ]

@@ -56,15 +56,27 @@ def sandboxes(dataverse, marketo, monkeypatch) -> Sandboxes:
 
 
 @pytest.fixture
-def company_record_mode(tmp_path, monkeypatch) -> Path:
+def settings_override(tmp_path, monkeypatch) -> Callable[..., Path]:
+    """``settings_override(**changes)``: the sync reads a copy of the shipped mappings whose
+    ``settings.yaml`` has ``changes`` (through ``CONTACT_SYNC_MAPPINGS_DIR``, as deployments)."""
+
+    def override(**changes: Any) -> Path:
+        target = tmp_path / "mappings"
+        if not target.exists():
+            shutil.copytree(DEFAULT_DIRECTORY, target)
+        settings_path = target / "settings.yaml"
+        settings = yaml.safe_load(settings_path.read_text())
+        settings_path.write_text(yaml.safe_dump({**settings, **changes}))
+        monkeypatch.setenv("CONTACT_SYNC_MAPPINGS_DIR", str(target))
+        return target
+
+    return override
+
+
+@pytest.fixture
+def company_record_mode(settings_override) -> Path:
     """The sync in ``company_mode: company_record``, through a copy of the shipped mappings."""
-    target = tmp_path / "mappings"
-    shutil.copytree(DEFAULT_DIRECTORY, target)
-    settings_path = target / "settings.yaml"
-    settings = yaml.safe_load(settings_path.read_text())
-    settings_path.write_text(yaml.safe_dump({**settings, "company_mode": "company_record"}))
-    monkeypatch.setenv("CONTACT_SYNC_MAPPINGS_DIR", str(target))
-    return target
+    return settings_override(company_mode="company_record")
 
 
 class SyncRun(DagTestRun):

@@ -61,7 +61,15 @@ def test_microsoft_sample_webhook_syncs_its_contact(run_sync, sandboxes, output)
     lead = lead_of(sandboxes, SAMPLE_CONTACT)
     assert lead["email"] == "james.glynn@example.com"
     assert lead["firstName"] == "Ada"
-    assert run.summary["counts"] == {"created": 1, "updated": 0, "unchanged": 0, "rejected": 0}
+    assert run.summary["counts"] == {
+        "created": 1,
+        "updated": 0,
+        "unchanged": 0,
+        "flagged": 0,
+        "deleted": 0,
+        "skipped": 0,
+        "rejected": 0,
+    }
     logs = output()
     assert "Sync report:" in logs
     assert "james.glynn@example.com" not in logs

@@ -78,7 +78,15 @@ def test_one_run_repairs_every_kind_of_drift(sandboxes, run):
 
     summary = report.to_dict()
     assert summary["total"] == 6
-    assert summary["counts"] == {"created": 1, "updated": 3, "unchanged": 1, "rejected": 1}
+    assert summary["counts"] == {
+        "created": 1,
+        "updated": 3,
+        "unchanged": 1,
+        "flagged": 0,
+        "deleted": 0,
+        "skipped": 0,
+        "rejected": 1,
+    }
     assert summary["reasons"] == {"no email": 1}
     assert summary["rejected"] == [{"contact_id": contact_id(4), "reason": "no email"}]
 
@@ -113,7 +121,15 @@ def test_a_second_run_of_the_same_window_writes_nothing(sandboxes, run):
     again = run().to_dict()
 
     assert sandboxes.marketo_calls()[1] == writes_before
-    assert again["counts"] == {"created": 0, "updated": 0, "unchanged": 5, "rejected": 1}
+    assert again["counts"] == {
+        "created": 0,
+        "updated": 0,
+        "unchanged": 5,
+        "flagged": 0,
+        "deleted": 0,
+        "skipped": 0,
+        "rejected": 1,
+    }
     assert again["reasons"] == {"no email": 1}
 
 

@@ -135,7 +135,15 @@ def test_reports_of_slices_merge_into_the_run_report_through_xcom():
 
     assert merged["windows"] == ["a", "b"]
     assert (merged["pages"], merged["total"]) == (3, 8)
-    assert merged["counts"] == {"created": 2, "updated": 1, "unchanged": 3, "rejected": 2}
+    assert merged["counts"] == {
+        "created": 2,
+        "updated": 1,
+        "unchanged": 3,
+        "flagged": 0,
+        "deleted": 0,
+        "skipped": 0,
+        "rejected": 2,
+    }
     assert merged["reasons"] == {"no email": 2}
     assert [item["contact_id"] for item in merged["rejected"]] == ["c0", "c1"]
     assert {service: calls["total"] for service, calls in merged["api_calls"].items()} == {

@@ -390,7 +390,15 @@ def test_report_counts_outcomes_and_reasons_without_emails():
     ]
     report = RunReport.build(outcomes)
     summary = report.to_dict()
-    assert summary["counts"] == {"created": 1, "updated": 0, "unchanged": 1, "rejected": 3}
+    assert summary["counts"] == {
+        "created": 1,
+        "updated": 0,
+        "unchanged": 1,
+        "flagged": 0,
+        "deleted": 0,
+        "skipped": 0,
+        "rejected": 3,
+    }
     assert summary["reasons"] == {"no email": 2, "marketo 1006": 1}
     assert [item["contact_id"] for item in summary["rejected"]] == ["c3", "c4", "c5"]
     assert report.failed

@@ -2,7 +2,6 @@
 
 import pytest
 
-from contact_sync.models import Rejection
 from contact_sync.removal import Cause, Removal, live_contact_fields, plan_removal, removal_of
 
 CONTACT = "70bf4d48-34cb-ed11-b596-0022481d68cd"
@@ -39,21 +38,22 @@ REMOVED = [Cause.DELETED, Cause.DEACTIVATED]
         ),
     ],
 )
-def test_ignore_rejects_with_the_reason_and_writes_nothing(leads, cause, code, reason):
+def test_ignore_skips_with_the_cause_and_the_policy_and_writes_nothing(leads, cause, code, reason):
     result = plan(cause, leads, "ignore")
 
-    assert result.action == "reject"
-    assert result.outcome == "rejected"
-    assert result.rejection == Rejection(CONTACT, code, reason)
+    # skipped, not rejected: the recipe's behaviour must not fail the run
+    assert result.action == "skip"
+    assert result.outcome == "skipped"
+    assert result.code == code
+    assert result.reason == f"{reason}; on_contact_removed is ignore: its lead is left as is"
     assert result.flag_writes == result.delete_ids == ()
 
 
 def test_ignore_names_the_master_of_a_merge_and_still_syncs_it():
     result = plan(Cause.MERGED, [lead(7)], "ignore", master=MASTER)
 
-    assert result.rejection == Rejection(
-        CONTACT, "contact merged", f"contact merged into contact {MASTER}"
-    )
+    assert result.code == "contact merged"
+    assert result.reason.startswith(f"contact merged into contact {MASTER}; on_contact_removed")
     assert result.sync_also == MASTER
 
 
@@ -61,7 +61,7 @@ def test_ignore_names_the_master_of_a_merge_and_still_syncs_it():
 def test_ignore_skips_a_filtered_contact_as_filtered(leads):
     result = plan(Cause.FILTERED, leads, "ignore")
     assert (result.action, result.outcome, result.reason) == ("skip", "skipped", "filtered")
-    assert result.rejection is None
+    assert result.code == "filtered"
 
 
 # --- flag -------------------------------------------------------------------------------------

@@ -241,10 +241,15 @@ class DynamicsHook(ServiceHook):
         *,
         select: Sequence[str],
         account_select: Sequence[str] | None = None,
+        filter: str | None = None,
     ) -> dict[str, dict[str, Any]]:
-        """Contacts by id (lower-case id → record); ids Dataverse does not have are absent."""
+        """Contacts by id (lower-case id → record); ids Dataverse does not have are absent.
+
+        ``filter`` (an OData ``$filter``, e.g. ``sync_filter``) is ANDed to the id filter by
+        Dataverse, in the same query: ids outside it are absent too.
+        """
         params = _query_options(select, account_select)
-        return self._get_by_ids("contacts", "contactid", ids, params)
+        return self._get_by_ids("contacts", "contactid", ids, params, extra_filter=filter)
 
     def get_accounts(
         self, ids: Iterable[str], *, select: Sequence[str]
@@ -253,7 +258,13 @@ class DynamicsHook(ServiceHook):
         return self._get_by_ids("accounts", "accountid", ids, _query_options(select, None))
 
     def _get_by_ids(
-        self, entity_set: str, key: str, ids: Iterable[str], params: dict[str, str]
+        self,
+        entity_set: str,
+        key: str,
+        ids: Iterable[str],
+        params: dict[str, str],
+        *,
+        extra_filter: str | None = None,
     ) -> dict[str, dict[str, Any]]:
         """One ``Microsoft.Dynamics.CRM.In`` query per URL-sized chunk of ids."""
         wanted = sorted({normalize_guid(i, what=f"{entity_set} id") for i in ids})
@@ -263,6 +274,8 @@ class DynamicsHook(ServiceHook):
         def url_for(chunk: Sequence[str]) -> str:
             values = ",".join(f"'{i}'" for i in chunk)
             id_filter = f"Microsoft.Dynamics.CRM.In(PropertyName='{key}',PropertyValues=[{values}])"
+            if extra_filter:
+                id_filter = f"{id_filter} and ({extra_filter})"
             return _url(entity_set, {**params, "$filter": id_filter})
 
         found: dict[str, dict[str, Any]] = {}
@@ -297,6 +310,41 @@ class DynamicsHook(ServiceHook):
             raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}, not {page_size}")
         params = {**_query_options(select, account_select), "$filter": filter, "$orderby": orderby}
         yield from self._pages(_url("contacts", params), page_size)
+
+    def get_contacts_by_email(
+        self, emails: Iterable[str], *, select: Sequence[str], active_only: bool = True
+    ) -> list[dict[str, Any]]:
+        """Contacts whose ``emailaddress1`` is one of ``emails`` (active ones by default).
+
+        Chunked so each URL stays under Dataverse's limit; quotes are doubled as OData wants.
+        """
+        wanted = sorted({email.strip() for email in emails if email and email.strip()})
+        state = " and statecode eq 0" if active_only else ""
+
+        def url_for(chunk: Sequence[str]) -> str:
+            values = ",".join("'" + email.replace("'", "''") + "'" for email in chunk)
+            email_filter = (
+                f"Microsoft.Dynamics.CRM.In(PropertyName='emailaddress1',PropertyValues=[{values}])"
+            )
+            params = {**_query_options(select, None), "$filter": email_filter + state}
+            return _url("contacts", params)
+
+        found: dict[str, dict[str, Any]] = {}
+        chunk: list[str] = []
+        chunks: list[list[str]] = []
+        for email in wanted:
+            if chunk and len(url_for([*chunk, email])) > self._max_url_length():
+                chunks.append(chunk)
+                chunk = []
+            chunk.append(email)
+        if chunk:
+            chunks.append(chunk)
+        for part in chunks:
+            for page in self._pages(url_for(part), MAX_PAGE_SIZE):
+                for record in page:
+                    found[str(record["contactid"]).lower()] = record
+        log.info("Read %d contact(s) sharing %d email(s)", len(found), len(wanted))
+        return list(found.values())
 
     def _pages(self, url: str, page_size: int) -> Iterator[list[dict[str, Any]]]:
         """Follow ``@odata.nextLink`` verbatim, resending the same page size, until it is absent."""

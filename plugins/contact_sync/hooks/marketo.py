@@ -351,6 +351,19 @@ class MarketoHook(ServiceHook):
         _log_outcomes("lead", outcomes)
         return outcomes
 
+    def delete_leads(self, lead_ids: Sequence[int]) -> list[LeadSyncResult]:
+        """Delete leads by id, ≤ 300 per call; one result per id, in input order ("Delete Leads",
+        ``POST /rest/v1/leads/delete.json``, Adobe's Leads page). A lead already gone is a
+        skipped result with its reason (1004), not an exception."""
+        outcomes = [
+            LeadSyncResult(status, record_id, reasons)
+            for status, record_id, reasons in self._sync(
+                "/rest/v1/leads/delete.json", [{"id": int(i)} for i in lead_ids], {}
+            )
+        ]
+        _log_outcomes("deleted lead", outcomes)
+        return outcomes
+
     def sync_companies(
         self,
         companies: Sequence[Mapping[str, Any]],
