@@ -74,6 +74,12 @@ def _moment_param(description: str) -> Param:
             maximum=48,
             description="Time slices to reconcile as parallel mapped tasks",
         ),
+        "dry_run": Param(
+            False,
+            type="boolean",
+            description="Read and look up everything, write nothing to Marketo; the report says "
+            "what would be created, updated, flagged or deleted",
+        ),
     },
     doc_md=__doc__,
 )
@@ -91,7 +97,8 @@ def dynamics_marketo_reconciliation() -> None:
         # Names the mapped task instance in the UI by its window (map_index_template).
         label = Window.from_dict(window).label
         get_current_context()["window_label"] = label  # type: ignore[typeddict-unknown-key]
-        return tasks.reconcile_window(window)
+        dry_run = bool(get_current_context()["params"].get("dry_run"))
+        return tasks.reconcile_window(window, dry_run=dry_run)
 
     @task(multiple_outputs=False)
     def report(reports: list[dict[str, Any]]) -> dict[str, Any]:

@@ -60,10 +60,13 @@ __all__ = [
     "ContactReader",
     "LeadWriter",
     "RequestResult",
+    "contact_columns",
     "fetch_accounts",
     "fetch_contacts",
     "find_leads",
     "map_to_leads",
+    "remove_contacts",
+    "sync_account_contacts",
     "sync_contacts",
     "sync_ids",
     "sync_request",
@@ -656,6 +659,32 @@ def _sync_accounts(
         if account_id not in accounts
     ]
     present = [account_id for account_id in account_ids if account_id in accounts]
+    outcomes = sync_account_contacts(
+        dynamics, marketo, present, mappings, done=done, dry_run=dry_run
+    )
+    log.info(
+        "Accounts: %d synced, %d not found; %d contact(s) of theirs",
+        len(present),
+        len(refused),
+        len(outcomes),
+    )
+    return outcomes, refused
+
+
+def sync_account_contacts(
+    dynamics: ContactReader,
+    marketo: LeadWriter,
+    account_ids: Sequence[str],
+    mappings: Mappings,
+    *,
+    done: set[str],
+    dry_run: bool = False,
+    on_page: Any = None,
+) -> list[Outcome]:
+    """Sync the active contacts (within ``sync_filter``) of ``account_ids``, a page of ≤ 5,000
+    per Dataverse query, accounts ``$expand``-ed; contacts in ``done`` are skipped (and added).
+    ``on_page(outcomes)`` is called per page (the reconciliation counts pages)."""
+    present = list(account_ids)
     outcomes: list[Outcome] = []
     sync_filter = mappings.settings.sync_filter
     for start in range(0, len(present), _ACCOUNTS_PER_QUERY):
@@ -675,19 +704,16 @@ def _sync_accounts(
         try:
             for page in pages:
                 page = [c for c in page if str(c["contactid"]).lower() not in done]
-                outcomes += sync_contacts(dynamics, marketo, page, mappings, dry_run=dry_run)
-                done.update(outcome.contact_id for outcome in outcomes)
+                synced = sync_contacts(dynamics, marketo, page, mappings, dry_run=dry_run)
+                done.update(outcome.contact_id for outcome in synced)
+                outcomes += synced
+                if on_page is not None:
+                    on_page(synced)
         except RequestRejectedError as error:
             if sync_filter and error.status == 400:
                 raise _bad_filter(error) from None
             raise
-    log.info(
-        "Accounts: %d synced, %d not found; %d contact(s) of theirs",
-        len(present),
-        len(refused),
-        len(outcomes),
-    )
-    return outcomes, refused
+    return outcomes
 
 
 def sync_ids(

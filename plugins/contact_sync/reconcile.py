@@ -46,7 +46,15 @@ from contact_sync.events import format_utc
 from contact_sync.hooks.dynamics import MAX_PAGE_SIZE
 from contact_sync.mapping import Mappings
 from contact_sync.models import OUTCOME_STATUSES, Outcome
-from contact_sync.pipeline import ContactReader, LeadWriter, sync_contacts
+from contact_sync.pipeline import (
+    ContactReader,
+    LeadWriter,
+    contact_columns,
+    remove_contacts,
+    sync_account_contacts,
+    sync_contacts,
+)
+from contact_sync.removal import Cause, Removal, removal_of
 from contact_sync.report import RunReport
 
 __all__ = [
@@ -209,6 +217,8 @@ class ContactPages(ContactReader, Protocol):
         account_select: Sequence[str] | None = None,
     ) -> Iterator[list[dict[str, Any]]]: ...
 
+    def iter_account_ids(self, *, filter: str) -> Iterator[list[str]]: ...
+
 
 def plan_windows(
     dynamics: ContactPages, window: Window, parts: int, *, now: datetime
@@ -250,26 +260,69 @@ def reconcile(
     mappings: Mappings,
     *,
     page_size: int = MAX_PAGE_SIZE,
+    dry_run: bool = False,
 ) -> RunReport:
     """Make the Marketo leads of every contact in ``window`` match Dynamics, page by page.
+
+    Three passes, each streamed page by page:
+
+    1. the contacts modified in the window, within ``sync_filter`` (ANDed by Dataverse); inactive
+       or merged ones get the ``on_contact_removed`` treatment, the masters of merges are synced;
+    2. when ``sync_filter`` is set and the policy is not ``ignore``: the contacts modified in the
+       window *outside* the filter (``not (...)``), whose leads get the policy ("filtered");
+    3. for a bounded window: the accounts modified in it (ids only), then their active contacts
+       the first pass did not cover, so an account-only edit reaches its contacts' leads.
 
     A contact that cannot go to Marketo (no email, invalid email, Marketo skipped it) is counted
     and listed by id, not raised: the report carries it. A service failure that outlasts the
     hooks' retries raises, after the pages before it were written (a rerun repeats nothing).
     The caller adds the API calls (``contact_sync.tasks`` reads the hooks' counters at task end).
+    ``dry_run``: no Marketo write; the outcomes say what would happen.
     """
     report = RunReport(windows=[window.label])
+    settings = mappings.settings
+    base = window.odata_filter()
+    sync_filter = settings.sync_filter
+    seen: set[str] = set()
+
+    def count(outcomes: Sequence[Outcome]) -> None:
+        report.pages += 1
+        report.add(outcomes)
+        seen.update(outcome.contact_id for outcome in outcomes)
+        _log_page(report.pages, outcomes)
+
     pages = dynamics.iter_contact_pages(
-        filter=window.odata_filter(),
-        select=mappings.contact_select,
+        filter=f"{base} and ({sync_filter})" if sync_filter else base,
+        select=contact_columns(mappings),
         account_select=mappings.account_select,
         page_size=page_size,
     )
     for page in pages:
-        outcomes = sync_contacts(dynamics, marketo, page, mappings)
-        report.pages += 1
-        report.add(outcomes)
-        _log_page(report.pages, outcomes)
+        count(sync_contacts(dynamics, marketo, page, mappings, dry_run=dry_run))
+    if sync_filter and settings.on_contact_removed != "ignore":
+        outside = dynamics.iter_contact_pages(
+            filter=f"{base} and not ({sync_filter})",
+            select=contact_columns(mappings),
+            page_size=page_size,
+        )
+        for page in outside:
+            removals = [
+                removal_of(record) or Removal(str(record["contactid"]), Cause.FILTERED)
+                for record in page
+            ]
+            count(remove_contacts(marketo, removals, mappings, dry_run=dry_run))
+    if window.since is not None or window.until is not None:
+        for account_ids in dynamics.iter_account_ids(filter=_modified(window)):
+            if account_ids:
+                sync_account_contacts(
+                    dynamics,
+                    marketo,
+                    account_ids,
+                    mappings,
+                    done=seen,
+                    dry_run=dry_run,
+                    on_page=count,
+                )
     log.info(
         "Reconciled %s: %d contact(s) in %d page(s), %d written",
         window.label,
@@ -278,6 +331,11 @@ def reconcile(
         report.writes,
     )
     return report
+
+
+def _modified(window: Window) -> str:
+    """The ``modifiedon`` bounds of ``window`` alone (no ``statecode``): for accounts."""
+    return Window(since=window.since, until=window.until).odata_filter()
 
 
 def _log_page(number: int, outcomes: Sequence[Outcome]) -> None:

@@ -186,13 +186,15 @@ def plan_windows(params: Mapping[str, Any], context: Mapping[str, Any]) -> list[
     return [slice_.to_dict() for slice_ in windows]
 
 
-def reconcile_window(window: Mapping[str, Any]) -> dict[str, Any]:
-    """Reconcile one time slice; its report (counts, rejected ids, API calls) as a dict."""
+def reconcile_window(window: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+    """Reconcile one time slice; its report (counts, rejected ids, API calls) as a dict, with
+    ``dry_run`` (no Marketo write happened; the counts say what would have)."""
     slice_ = reconciliation.Window.from_dict(window)
     dynamics, marketo = DynamicsHook(), MarketoHook()
-    report = reconciliation.reconcile(dynamics, marketo, slice_, load_mappings())
+    mappings = _mappings_for(marketo)
+    report = reconciliation.reconcile(dynamics, marketo, slice_, mappings, dry_run=dry_run)
     report.api_calls = _api_calls(dynamics, marketo)
-    return report.to_dict()
+    return {**report.to_dict(), "dry_run": dry_run}
 
 
 def report_reconciliation(reports: list[Mapping[str, Any]]) -> dict[str, Any]:

@@ -97,6 +97,8 @@ def run_sync(sync_dag, sandboxes) -> Callable[[dict[str, Any]], SyncRun]:
     """``run_sync(conf)``: one in-process run of the DAG with that conf, to its end."""
 
     def run(conf: dict[str, Any]) -> SyncRun:
-        return SyncRun.of(sync_dag, conf)
+        # dag.test() keeps a run's conf in the session-wide DAG's params, so a dry run would leak
+        # into the runs after it: every run states its dry_run.
+        return SyncRun.of(sync_dag, {"dry_run": False, **conf})
 
     return run

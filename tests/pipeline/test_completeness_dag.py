@@ -5,6 +5,7 @@ the run's task states and XCom."""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter
 from typing import Any
@@ -47,6 +48,18 @@ def dataverse(sandboxes, method: str, path: str, body: Any = None) -> None:
     session = admin.api_session()
     response = session.request(method, f"{admin.api_url}/{path}", json=body, timeout=10)
     response.raise_for_status()
+
+
+@pytest.fixture
+def output(capfd, caplog):
+    """Everything the run printed or logged (task logs reach ``logging`` in-process)."""
+    caplog.set_level(logging.INFO)
+
+    def read() -> str:
+        captured = capfd.readouterr()
+        return captured.out + captured.err + caplog.text
+
+    return read
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ Tokens come from Entra ID's v2.0 client-credentials endpoint with ``scope=<resou
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -322,7 +323,11 @@ class DynamicsHook(ServiceHook):
         state = " and statecode eq 0" if active_only else ""
 
         def url_for(chunk: Sequence[str]) -> str:
-            values = ",".join("'" + email.replace("'", "''") + "'" for email in chunk)
+            # PropertyValues is a JSON-like list: a value holding an apostrophe goes double-quoted
+            values = ",".join(
+                json.dumps(email, ensure_ascii=False) if "'" in email else f"'{email}'"
+                for email in chunk
+            )
             email_filter = (
                 f"Microsoft.Dynamics.CRM.In(PropertyName='emailaddress1',PropertyValues=[{values}])"
             )
@@ -345,6 +350,12 @@ class DynamicsHook(ServiceHook):
                     found[str(record["contactid"]).lower()] = record
         log.info("Read %d contact(s) sharing %d email(s)", len(found), len(wanted))
         return list(found.values())
+
+    def iter_account_ids(self, *, filter: str) -> Iterator[list[str]]:
+        """Pages of the ids (lower case) of the accounts matching an OData ``filter``."""
+        params = {"$select": "accountid", "$filter": filter, "$orderby": "accountid asc"}
+        for page in self._pages(_url("accounts", params), MAX_PAGE_SIZE):
+            yield [str(record["accountid"]).lower() for record in page]
 
     def _pages(self, url: str, page_size: int) -> Iterator[list[dict[str, Any]]]:
         """Follow ``@odata.nextLink`` verbatim, resending the same page size, until it is absent."""
