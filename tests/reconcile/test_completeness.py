@@ -58,7 +58,9 @@ def test_an_account_edited_in_the_window_reaches_contacts_modified_before_it(
 
     assert report.counts["updated"] == 2
     assert report.total == 2  # contact 2 once, though both its row and its account are new
-    assert {lead.get("company") for lead in sandboxes.leads() if lead.get("company")} == {"Renamed Ltd"}
+    assert {lead.get("company") for lead in sandboxes.leads() if lead.get("company")} == {
+        "Renamed Ltd"
+    }
     contact_queries = sandboxes.calls("dataverse")["GET /api/data/v9.2/contacts"]
     assert contact_queries - dataverse_before == 2  # the window's page, the account's page
     assert sandboxes.calls("dataverse")["GET /api/data/v9.2/accounts"] == 1
