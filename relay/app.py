@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from contact_sync.events import EventError, event_from_webhook
+from contact_sync.events import EventError, event_from_webhook, refusal_reason
 from relay.airflow import AirflowClient
 from relay.forwarder import Forwarder
 from relay.metrics import Metrics
@@ -127,9 +127,15 @@ class Relay:
             return self._reject(400, "not_a_context", str(exc))
 
         stripped = _SIZE_EXCEEDED_HEADER in request.headers
+        delete_ignored = not self.settings.accept_contact_delete and (
+            event.entity,
+            event.message.casefold(),
+        ) == ("contact", "delete")
         if (
             event.entity not in self.settings.accepted_entities
             or event.message not in self.settings.accepted_messages
+            or refusal_reason(event) is not None  # one definition: events.ACTED_ON
+            or delete_ignored
         ):
             self.metrics.inc("relay_webhooks_ignored_total")
             log.info("webhook ignored: %s %s id=%s", event.entity, event.message, event.id)

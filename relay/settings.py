@@ -15,8 +15,11 @@ Every setting, its variable and its default:
     A header name and comma-separated accepted values (Dataverse auth type ``HttpHeader``).
     At least one ``?code=`` key or one header value is required: the relay never runs open.
 ``RELAY_ACCEPTED_ENTITIES`` / ``RELAY_ACCEPTED_MESSAGES``
-    Comma-separated; other webhooks are answered 202 and ignored (default ``contact`` and
-    ``Create,Update``).
+    Comma-separated; other webhooks are answered 202 and ignored (default ``contact,account`` and
+    ``Create,Update,Delete``). Within them, only what the sync acts on is kept
+    (``contact_sync.events.ACTED_ON``: contact Create/Update, account Update), and contact
+    ``Delete`` only when ``on_contact_removed`` in the mappings' ``settings.yaml`` (read at
+    start, ``$CONTACT_SYNC_MAPPINGS_DIR``) is not ``ignore``.
 ``RELAY_SPOOL_PATH``
     The SQLite spool file (default ``relay-spool.sqlite3`` in the working directory).
 ``RELAY_MAX_BODY_BYTES``
@@ -80,8 +83,10 @@ class RelaySettings:
     webhook_keys: tuple[str, ...] = field(default=(), repr=False)
     webhook_header_name: str = ""
     webhook_header_values: tuple[str, ...] = field(default=(), repr=False)
-    accepted_entities: tuple[str, ...] = ("contact",)
-    accepted_messages: tuple[str, ...] = ("Create", "Update")
+    accepted_entities: tuple[str, ...] = ("contact", "account")
+    accepted_messages: tuple[str, ...] = ("Create", "Update", "Delete")
+    # from settings.yaml at start: a contact Delete matters only when on_contact_removed acts
+    accept_contact_delete: bool = False
     spool_path: Path = Path("relay-spool.sqlite3")
     max_body_bytes: int = 1024 * 1024
     batch_window_seconds: float = 1.0
@@ -183,4 +188,7 @@ class RelaySettings:
             ("RELAY_HEALTH_MAX_PENDING_AGE_SECONDS", "health_max_pending_age_seconds"),
         ):
             number(name, attr, float)
+        from contact_sync.mapping import load_mappings
+
+        values["accept_contact_delete"] = load_mappings().settings.on_contact_removed != "ignore"
         return cls(**values)  # type: ignore[arg-type]

@@ -63,3 +63,26 @@ def test_settings_are_read_from_env_and_secrets_stay_out_of_repr() -> None:
 def test_invalid_settings_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         RelaySettings.from_env(env)
+
+
+@pytest.mark.parametrize(("policy", "accepted"), [("ignore", False), ("delete", True)])
+def test_contact_delete_is_accepted_only_when_on_contact_removed_acts(
+    policy: str, accepted: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    import yaml
+
+    from contact_sync.mapping import DEFAULT_DIRECTORY
+
+    mappings = tmp_path / "mappings"
+    shutil.copytree(DEFAULT_DIRECTORY, mappings)
+    settings_file = mappings / "settings.yaml"
+    data = yaml.safe_load(settings_file.read_text())
+    settings_file.write_text(yaml.safe_dump({**data, "on_contact_removed": policy}))
+    monkeypatch.setenv("CONTACT_SYNC_MAPPINGS_DIR", str(mappings))
+
+    settings = RelaySettings.from_env({"RELAY_WEBHOOK_KEYS": "key-a"})
+
+    assert settings.accept_contact_delete is accepted
+    assert settings.accepted_entities == ("contact", "account")

@@ -133,13 +133,37 @@ def test_stripped_payload_over_256kb_is_accepted_from_primary_entity_id(
     assert (row["message"], row["entity_id"]) == ("Create", body["PrimaryEntityId"])
 
 
-def test_other_entities_and_messages_are_ignored_and_counted(relay: RunningRelay) -> None:
-    for body in (webhook_body(entity="account"), webhook_body(message="Delete")):
+def test_what_the_sync_does_not_act_on_is_ignored_and_counted(relay: RunningRelay) -> None:
+    # account Create (no contact has it yet), contact Delete under on_contact_removed: ignore,
+    # and an entity the sync does not know
+    for body in (
+        webhook_body(entity="account", message="Create"),
+        webhook_body(message="Delete"),
+        webhook_body(entity="lead"),
+    ):
         response = relay.post(body)
         assert response.status_code == 202
         assert response.json()["status"] == "ignored"
     assert relay.rows() == []
-    assert "relay_webhooks_ignored_total 2" in relay.client.get("/metrics").text
+    assert "relay_webhooks_ignored_total 3" in relay.client.get("/metrics").text
+
+
+def test_account_update_is_accepted_by_default(relay: RunningRelay) -> None:
+    body = webhook_body(entity="account", message="Update")
+    response = relay.post(body)
+    assert response.json()["status"] == "accepted"
+    [row] = relay.rows()
+    assert (row["message"], row["entity_id"]) == ("Update", body["PrimaryEntityId"])
+
+
+def test_contact_delete_is_accepted_when_the_removal_policy_acts(
+    start_relay: Callable[..., RunningRelay],
+) -> None:
+    relay = start_relay(batch_window_seconds=60.0, accept_contact_delete=True)
+    body = webhook_body(message="Delete")
+    assert relay.post(body).json()["status"] == "accepted"
+    [row] = relay.rows()
+    assert row["message"] == "Delete"
 
 
 def test_redelivery_with_the_same_operation_id_is_stored_once(relay: RunningRelay) -> None:
