@@ -231,7 +231,7 @@ def host_network_override(ports: HostPorts) -> dict[str, Any]:
             f"curl --fail http://127.0.0.1:{ports.marketo}/_sandbox/calls",
         ],
     )
-    return {"version": "3.8", "services": override}
+    return {"services": override}
 
 
 class ComposeStack:

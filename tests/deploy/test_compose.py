@@ -30,6 +30,8 @@ from relay.settings import RelaySettings
 from sandbox import defaults
 
 COMPOSE = yaml.safe_load((PROJECT_ROOT / "docker-compose.yaml").read_text())
+# Compose reads it with docker-compose.yaml when no -f is given: the published ports.
+PUBLISHED = yaml.safe_load((PROJECT_ROOT / "docker-compose.override.yaml").read_text())["services"]
 DOCKERFILE = (PROJECT_ROOT / "Dockerfile").read_text()
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 AIRFLOW_SERVICES = sorted(name for name in SERVICES if name.startswith("airflow-"))
@@ -80,7 +82,7 @@ def url(service: str, setting: str) -> Any:
 
 
 def container_port(service: str) -> int:
-    (mapping,) = SERVICES[service]["ports"]
+    (mapping,) = PUBLISHED[service]["ports"]
     return int(str(mapping).rsplit(":", 1)[1])
 
 
@@ -92,6 +94,16 @@ def init_script_lines() -> list[str]:
 
 
 # -- services and wiring ------------------------------------------------------------------------
+
+
+def test_ports_are_published_only_by_the_override_file_compose_reads_by_itself():
+    assert not any("ports" in service for service in SERVICES.values())
+    assert set(PUBLISHED) == {"airflow-apiserver", "relay", "sandbox"}
+    for name, service in PUBLISHED.items():
+        assert set(service) == {"ports"}, f"{name}: the override only publishes ports"
+        for mapping in service["ports"]:
+            host = str(mapping).rsplit(":", 1)[0]
+            assert REFERENCE.match(host), f"{name}: host port {host} is not set from .env"
 
 
 def test_every_service_of_the_deployment_is_there():
@@ -405,7 +417,7 @@ def test_sandbox_options_are_ones_it_accepts():
     options = [arg for arg in command if arg.startswith("--")]
     assert options
     assert all(option in help_text for option in options)
-    ports = {int(str(p).rsplit(":", 1)[1]) for p in SERVICES["sandbox"]["ports"]}
+    ports = {int(str(p).rsplit(":", 1)[1]) for p in PUBLISHED["sandbox"]["ports"]}
     # The command sets no ports: the sandbox listens on its defaults.
     assert ports == {defaults.DATAVERSE_PORT, defaults.MARKETO_PORT}
     check = argv(SERVICES["sandbox"]["healthcheck"]["test"])[1]
