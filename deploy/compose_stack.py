@@ -196,8 +196,17 @@ def host_network_override(ports: HostPorts) -> dict[str, Any]:
             service["environment"] = dict(airflow_env)
         override[name] = service
 
+    # The test's machines are shared by many busy processes: Airflow's API server has taken over
+    # three minutes to start there, which the file's 30 s grace and 5 retries at 30 s would call
+    # unhealthy. A longer grace, and a shorter interval so that waiting ends soon after a service is
+    # up (each healthy state is only seen at the next check).
+    timing = {"interval": "5s", "timeout": "30s", "retries": 5, "start_period": "600s"}
+    for name, spec in services.items():
+        if "healthcheck" in spec:
+            override[name]["healthcheck"] = dict(timing)
+
     def check(name: str, test: list[str]) -> None:
-        override[name]["healthcheck"] = {"test": test}
+        override[name]["healthcheck"] = {"test": test, **timing}
 
     override["postgres"]["environment"] = {"PGPORT": str(ports.postgres)}
     override["postgres"]["command"] = ["postgres", "-c", "listen_addresses=127.0.0.1"]

@@ -138,6 +138,8 @@ def deployment() -> Iterator[Deployment]:
         )
     finally:
         if stack is not None:
+            # Every container's output, for a failure's post-mortem.
+            (log_dir / "services.log").write_text(stack.logs(lines=5000))
             stack.compose("down", "-v", "--remove-orphans", timeout=600)
         engine.stop()
         _say(f"whole compose run: {time.monotonic() - began:.0f} s")
