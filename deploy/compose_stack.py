@@ -198,12 +198,15 @@ def host_network_override(ports: HostPorts) -> dict[str, Any]:
 
     # The test's machines are shared by many busy processes: Airflow's API server has taken over
     # three minutes to start there, which the file's 30 s grace and 5 retries at 30 s would call
-    # unhealthy. A longer grace, and a shorter interval so that waiting ends soon after a service is
-    # up (each healthy state is only seen at the next check).
+    # unhealthy. A longer grace; a short interval for the cheap curl checks, so that waiting ends
+    # soon after a service is up (a healthy state is only seen at the next check); and a longer
+    # timeout for the checks that start Airflow's CLI, which took over 30 s there under load.
     timing = {"interval": "5s", "timeout": "30s", "retries": 5, "start_period": "600s"}
+    cli_timing = {**timing, "interval": "20s", "timeout": "120s"}
     for name, spec in services.items():
         if "healthcheck" in spec:
-            override[name]["healthcheck"] = dict(timing)
+            cli_check = "airflow jobs check" in str(spec["healthcheck"]["test"])
+            override[name]["healthcheck"] = dict(cli_timing if cli_check else timing)
 
     def check(name: str, test: list[str]) -> None:
         override[name]["healthcheck"] = {"test": test, **timing}
