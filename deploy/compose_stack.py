@@ -201,12 +201,22 @@ def host_network_override(ports: HostPorts) -> dict[str, Any]:
     # unhealthy. A longer grace; a short interval for the cheap curl checks, so that waiting ends
     # soon after a service is up (a healthy state is only seen at the next check); and a longer
     # timeout for the checks that start Airflow's CLI, which took over 30 s there under load.
+    # Docker (20.10) does not kill a check that exceeds its timeout: slow checks that start Python
+    # (Airflow's CLI, Celery's) piled up by the dozen there and starved the services they check.
+    # Here they run under coreutils' `timeout`, which does kill them.
     timing = {"interval": "5s", "timeout": "30s", "retries": 5, "start_period": "600s"}
-    cli_timing = {**timing, "interval": "20s", "timeout": "120s"}
+    cli_timing = {**timing, "interval": "30s", "timeout": "120s"}
     for name, spec in services.items():
-        if "healthcheck" in spec:
-            cli_check = "airflow jobs check" in str(spec["healthcheck"]["test"])
-            override[name]["healthcheck"] = dict(cli_timing if cli_check else timing)
+        if "healthcheck" not in spec:
+            continue
+        test = spec["healthcheck"]["test"]
+        if test[0] == "CMD-SHELL" and test[1].startswith(("airflow ", "celery ")):
+            override[name]["healthcheck"] = {
+                "test": ["CMD-SHELL", f"timeout 110 {test[1]}"],
+                **cli_timing,
+            }
+        else:
+            override[name]["healthcheck"] = dict(timing)
 
     def check(name: str, test: list[str]) -> None:
         override[name]["healthcheck"] = {"test": test, **timing}
