@@ -15,8 +15,10 @@ if [[ ! -s "$PGDATA/PG_VERSION" ]]; then
     pwfile=$(mktemp)
     printf '%s\n' "$POSTGRES_PASSWORD" >"$pwfile"
     chown postgres "$pwfile"
+    # UTF-8 as the official image's en_US.utf8: without a locale initdb picks SQL_ASCII, and
+    # psycopg 3 then hands SQLAlchemy bytes where it expects text (the Celery worker failed so).
     as_postgres initdb --username="$user" --pwfile="$pwfile" --auth-local=trust \
-        --auth-host=scram-sha-256 -D "$PGDATA" >/dev/null
+        --auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 -D "$PGDATA" >/dev/null
     rm -f "$pwfile"
     printf 'host all all all scram-sha-256\n' >>"$PGDATA/pg_hba.conf"
     as_postgres pg_ctl -D "$PGDATA" -o "-c listen_addresses=''" -w start >/dev/null
