@@ -2,9 +2,10 @@
 
 ``POST /webhooks/dynamics365``
     401 on a wrong or missing key (nothing read or stored), 413 over the size limit, 400 when the
-    body is not JSON or not a ``RemoteExecutionContext``, 202 ``ignored`` for other entities or
-    messages, 202 ``accepted`` once the event is committed to the spool (also for a redelivery,
-    which is stored once). 503 if the spool cannot be written: Dataverse retries 503 once.
+    body is not JSON, is nested too deeply or is not a ``RemoteExecutionContext``, 202 ``ignored``
+    for other entities or messages (compared case-insensitively, as the DAG does), 202
+    ``accepted`` once the event is committed to the spool (also for a redelivery, which is stored
+    once). 503 if the spool cannot be written: Dataverse retries 503 once.
 ``GET /healthz``
     Spool depth, oldest pending age, failed events, whether Airflow answered last time. 503 when
     the spool is unreadable or the oldest pending event is older than the configured limit (Airflow
@@ -38,7 +39,7 @@ from relay.airflow import AirflowClient
 from relay.forwarder import Forwarder
 from relay.metrics import Metrics
 from relay.settings import RelaySettings
-from relay.spool import Spool
+from relay.spool import Spool, body_digest
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,9 @@ class Relay:
 
     def __init__(self, settings: RelaySettings) -> None:
         self.settings = settings
+        # Compared as contact_sync.events.refusal_reason does, so the relay drops nothing the DAG
+        # would sync.
+        self._accepted_messages = frozenset(m.casefold() for m in settings.accepted_messages)
         self.metrics = Metrics()
         self.spool = Spool(settings.spool_path)
         self.forwarder = Forwarder(settings, self.spool, self.metrics, AirflowClient(settings))
@@ -121,6 +125,10 @@ class Relay:
         except (UnicodeDecodeError, ValueError) as exc:
             message = f"the body is not JSON: {type(exc).__name__}"
             return self._reject(400, "malformed_json", message)
+        except RecursionError:
+            # The decoder recurses once per array/object level; a RemoteExecutionContext is a few
+            # levels deep, so a body nested past Python's recursion limit is not one.
+            return self._reject(400, "too_deep", "the body's JSON is nested too deeply")
         try:
             event = event_from_webhook(body)
         except EventError as exc:
@@ -129,13 +137,19 @@ class Relay:
         stripped = _SIZE_EXCEEDED_HEADER in request.headers
         if (
             event.entity not in self.settings.accepted_entities
-            or event.message not in self.settings.accepted_messages
+            or event.message.casefold() not in self._accepted_messages
         ):
             self.metrics.inc("relay_webhooks_ignored_total")
             log.info("webhook ignored: %s %s id=%s", event.entity, event.message, event.id)
             return _reply(202, "ignored")
         try:
-            stored = await asyncio.to_thread(self.spool.add, event)
+            # Without an operation id the body itself identifies the delivery (spool.dedupe_key).
+            digest = None if event.operation_id else body_digest(body)
+        except RecursionError:
+            # The encoder's frames are deeper than the decoder's: a body json.loads just managed.
+            return self._reject(400, "too_deep", "the body's JSON is nested too deeply")
+        try:
+            stored = await asyncio.to_thread(self.spool.add, event, digest=digest)
         except sqlite3.Error:
             # 503 is one of the three statuses Dataverse retries (once).
             log.exception("could not store webhook %s id=%s", event.message, event.id)

@@ -256,3 +256,66 @@ def test_fuzz_malformed_bodies_never_5xx_and_store_nothing_invalid(
         assert len(relay.rows()) == before
     else:
         assert len(relay.rows()) == before + 1
+
+
+@pytest.mark.parametrize("opener", ["[", '{"a":'])
+def test_deeply_nested_json_is_400_not_500(relay: RunningRelay, opener: str) -> None:
+    # Python's JSON decoder recurses per level: 100,000 levels exceed its recursion limit.
+    raw = (opener * 100_000).encode()
+    response = relay.post(raw)
+    assert response.status_code == 400
+    assert response.json()["reason"] == "too_deep"
+    assert relay.rows() == []
+    assert relay.post(webhook_body()).status_code == 202  # still serving
+
+
+def test_messages_are_matched_case_insensitively_as_the_dag_does(relay: RunningRelay) -> None:
+    # contact_sync.events.refusal_reason casefolds the message; the relay must not drop what the
+    # DAG would sync.
+    response = relay.post(webhook_body(message="update"))
+    assert response.json()["status"] == "accepted"
+    [row] = relay.rows()
+    assert row["message"] == "update"
+
+
+def test_without_operation_id_and_time_two_updates_of_one_contact_are_both_kept(
+    relay: RunningRelay,
+) -> None:
+    contact = webhook_body()["PrimaryEntityId"]
+    bodies = []
+    for city in ("Redmond", "Seattle"):
+        body = webhook_body(contact_id=contact)
+        del body["OperationId"], body["OperationCreatedOn"]
+        body["InputParameters"][0]["value"]["Attributes"].append(
+            {"key": "address1_city", "value": city}
+        )
+        bodies.append(body)
+    statuses = [relay.post(body).json()["status"] for body in (*bodies, bodies[1])]
+    # Two distinct changes are both stored; Dataverse's resend of the second is recognised.
+    assert statuses == ["accepted", "accepted", "duplicate"]
+    assert [row["entity_id"] for row in relay.rows()] == [contact, contact]
+
+
+def test_a_redelivery_reserialised_differently_is_still_a_duplicate(relay: RunningRelay) -> None:
+    body = webhook_body()
+    del body["OperationId"]
+    compact = json.dumps(body, separators=(",", ":")).encode()
+    reordered = json.dumps(dict(reversed(list(body.items()))), indent=2).encode()
+    assert relay.post(compact).json()["status"] == "accepted"
+    assert relay.post(reordered).json()["status"] == "duplicate"
+    assert len(relay.rows()) == 1
+
+
+@pytest.mark.parametrize("depth", [500, 900, 990])
+def test_a_context_without_operation_id_nested_near_the_limit_is_never_500(
+    relay: RunningRelay, depth: int
+) -> None:
+    # Decodable, but hashing it for the dedupe key recurses deeper than decoding did.
+    body = webhook_body()
+    del body["OperationId"]
+    raw = json.dumps(body).encode()[:-1] + b',"Deep":' + b"[" * depth + b"]" * depth + b"}"
+    response = relay.post(raw)
+    assert response.status_code in (202, 400)
+    if response.status_code == 400:
+        assert response.json()["reason"] == "too_deep"
+    assert len(relay.rows()) == (response.status_code == 202)
