@@ -10,7 +10,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 # The relay imports the shared event parsing from plugins/, as Airflow components do.
 export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
 
-.PHONY: help venv services bench test test-distributed lint fmt sandbox relay demo lock clean
+.PHONY: help venv services bench test test-distributed fuzz lint fmt sandbox relay demo lock clean
 
 help:
 	@echo "make test      ruff + every test (creates .venv when needed)"
@@ -18,6 +18,7 @@ help:
 	@echo "make sandbox   start the Dataverse (:8701) and Marketo (:8702) sandbox in the foreground"
 	@echo "make relay     start the webhook relay (:8703) in the foreground (RELAY_* env vars)"
 	@echo "make test-distributed  the end-to-end scenario on CeleryExecutor + Postgres + Redis"
+	@echo "make fuzz      the fuzz properties with 50x the examples \`make test\` runs (minutes)"
 	@echo "make bench     benchmarks (printed, saved under bench/results/)"
 	@echo "make lock      recompile requirements*.txt from requirements*.in"
 	@echo "make fmt       format the code with ruff"
@@ -44,6 +45,10 @@ services:
 
 test: lint services
 	$(BIN)/python -m pytest
+
+# tests/fuzz also runs in `make test`, bounded (100 inputs per property); here 5,000 each.
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest tests/fuzz
 
 sandbox: $(STAMP)
 	$(BIN)/python -m sandbox
