@@ -32,6 +32,8 @@ PENDING = "pending"
 SENT = "sent"
 FAILED = "failed"
 
+_WAL_SIZE_LIMIT = 4 * 1024 * 1024
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     seq            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -109,6 +111,7 @@ class SpoolStats:
     failed: int
     sent: int
     oldest_pending_received_at: float | None
+    live_bytes: int = 0  # see Spool.live_bytes
 
 
 class Spool:
@@ -131,6 +134,8 @@ class Spool:
             raise RuntimeError(f"SQLite refused WAL mode for {path} (got {mode})")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
+        # The WAL file is truncated to this after a checkpoint instead of keeping its peak size.
+        self._db.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT}")
         self._db.executescript(_SCHEMA)
 
     @contextmanager
@@ -255,6 +260,21 @@ class Spool:
                 "DELETE FROM events WHERE state = 'sent' AND received_at < ?", (received_before,)
             ).rowcount
 
+    def live_bytes(self) -> int:
+        """Bytes of the database's pages in use (committed data, also what is still in the WAL).
+
+        Pages freed by pruning stay in the file but are reused, so they do not count: the alarm
+        clears once delivered events are pruned, without a VACUUM. The WAL file itself is not
+        counted: SQLite checkpoints it every 1000 pages and ``journal_size_limit`` truncates it
+        back, so it adds at most ~4 MiB on disk.
+        """
+        with self._lock:
+            page_size, pages, free = (
+                self._db.execute(f"PRAGMA {pragma}").fetchone()[0]
+                for pragma in ("page_size", "page_count", "freelist_count")
+            )
+        return (pages - free) * page_size
+
     def stats(self) -> SpoolStats:
         with self._lock:
             counts = dict(
@@ -268,6 +288,7 @@ class Spool:
             failed=counts.get(FAILED, 0),
             sent=counts.get(SENT, 0),
             oldest_pending_received_at=oldest,
+            live_bytes=self.live_bytes(),
         )
 
     def failed_batches(self, limit: int = 10) -> list[dict[str, object]]:

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from relay.app import WEBHOOK_PATH, create_app
+from relay.limits import RelayLimits
 from relay.settings import RelaySettings
 from sandbox.common.server import ServerThread
 from tests.fixtures import WEBHOOK_FIXTURE
@@ -133,9 +134,9 @@ def start_relay(relay_settings: RelaySettings) -> Iterator[Callable[..., Running
     """Start a relay (settings overridable per call); all are stopped at the end of the test."""
     running: list[RunningRelay] = []
 
-    def start(**overrides: Any) -> RunningRelay:
+    def start(*, limits: RelayLimits | None = None, **overrides: Any) -> RunningRelay:
         settings = replace(relay_settings, **overrides)
-        server = ServerThread(create_app(settings)).start()
+        server = ServerThread(create_app(settings, limits)).start()
         relay = RunningRelay(server.url, settings, server, httpx.Client(base_url=server.url))
         running.append(relay)
         return relay

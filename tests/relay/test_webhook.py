@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -13,6 +14,8 @@ from hypothesis import strategies as st
 
 from contact_sync.events import EventError, event_from_webhook
 from relay.app import WEBHOOK_PATH
+from relay.limits import RelayLimits
+from relay.spool import Spool
 from tests.relay.airflow_standin import PASSWORD
 from tests.relay.conftest import (
     CODE_KEYS,
@@ -319,3 +322,69 @@ def test_a_context_without_operation_id_nested_near_the_limit_is_never_500(
     if response.status_code == 400:
         assert response.json()["reason"] == "too_deep"
     assert len(relay.rows()) == (response.status_code == 202)
+
+
+def test_past_the_spool_cap_webhooks_are_503_unread_and_the_alarm_shows(
+    start_relay: Callable[..., RunningRelay],
+) -> None:
+    relay = start_relay(batch_window_seconds=60.0)
+    assert relay.post(webhook_body()).status_code == 202
+    relay.stop()
+    # The same spool, reopened with its cap at what it holds now.
+    spool = Spool(relay.settings.spool_path)
+    size = spool.live_bytes()
+    spool.close()
+    assert size > 0
+    limits = RelayLimits(spool_alarm_bytes=size // 2, spool_max_bytes=size)
+    full = start_relay(batch_window_seconds=60.0, limits=limits)
+    response = full.post(webhook_body())
+    assert response.status_code == 503
+    assert response.json()["reason"] == "spool_full"
+    assert len(full.rows()) == 1  # nothing more stored
+    health = full.client.get("/healthz")
+    assert health.status_code == 503
+    assert (health.json()["spool_alarm"], health.json()["spool_full"]) == (True, True)
+    assert full.metric("relay_spool_alarm") == 1
+    assert full.metric("relay_spool_max_bytes") == size
+    assert full.metric('relay_webhooks_rejected_total{reason="spool_full"}') == 1
+
+
+def test_below_the_alarm_the_spool_size_is_reported_and_healthy(relay: RunningRelay) -> None:
+    relay.post(webhook_body())
+    health = relay.client.get("/healthz").json()
+    assert (health["spool_alarm"], health["spool_full"]) == (False, False)
+    assert relay.metric("relay_spool_bytes") == health["spool_bytes"] > 0
+    assert relay.metric("relay_spool_alarm") == 0
+
+
+def test_a_body_that_trickles_in_past_the_timeout_is_408_and_not_stored(
+    start_relay: Callable[..., RunningRelay],
+) -> None:
+    relay = start_relay(batch_window_seconds=60.0, limits=RelayLimits(body_timeout_seconds=0.5))
+    raw = json.dumps(webhook_body()).encode()
+
+    def trickle():  # half the body, then nothing until well past the timeout
+        yield raw[: len(raw) // 2]
+        stop.wait(5)
+        yield raw[len(raw) // 2 :]
+
+    stop = threading.Event()
+    try:
+        response = relay.post(trickle())
+    finally:
+        stop.set()
+    assert response.status_code == 408
+    assert response.json()["reason"] == "too_slow"
+    assert relay.rows() == []
+    assert relay.post(raw).status_code == 202
+
+
+def test_headers_over_the_limit_are_431_and_not_stored(
+    start_relay: Callable[..., RunningRelay],
+) -> None:
+    relay = start_relay(batch_window_seconds=60.0, limits=RelayLimits(max_header_bytes=4096))
+    response = relay.post(webhook_body(), headers={"x-padding": "p" * 5000})
+    assert response.status_code == 431
+    assert response.json()["reason"] == "headers_too_large"
+    assert relay.rows() == []
+    assert relay.post(webhook_body(), headers={"x-padding": "p" * 3000}).status_code == 202
