@@ -1,4 +1,4 @@
-"""A bounded hostile load on a relay, run as its own process: ``python -m tests.relay_live.load``.
+"""A bounded hostile load on a relay, run as its own process: ``python -m tests.relay.live.load``.
 
 Holds ``--slow`` connections that trickle their request headers (one byte every half second,
 never finishing), while ``--flood`` webhooks (each a distinct contact) go out ``--parallel`` at a

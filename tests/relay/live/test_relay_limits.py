@@ -55,7 +55,7 @@ def test_slow_clients_and_a_flood_cannot_exhaust_the_relay(tmp_path: Path) -> No
     with LimitedRelay(settings, limits, tmp_path / "logs") as relay:
         load = subprocess.run(
             [
-                *(sys.executable, "-m", "tests.relay_live.load", "--url", relay.url, "--key", KEY),
+                *(sys.executable, "-m", "tests.relay.live.load", "--url", relay.url, "--key", KEY),
                 *("--slow", "60", "--flood", "600", "--parallel", "30", "--seconds", "20"),
             ],
             cwd=PROJECT_ROOT,
