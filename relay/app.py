@@ -5,10 +5,9 @@
     body is not JSON, is nested too deeply or is not a ``RemoteExecutionContext``, 202 ``ignored``
     for other entities or messages (compared case-insensitively, as the DAG does), 202
     ``accepted`` once the event is committed to the spool (also for a redelivery, which is stored
-    once). 503 if the spool cannot be written: Dataverse retries 503 once.
-    431 when the request line and headers are over their limit, 408 when the body does not arrive
-    in time; 503 ``spool_full`` without reading the body when
-    the spool is past ``RELAY_SPOOL_MAX_BYTES`` (see :mod:`relay.limits`).
+    once). 431 when the request line and headers are over their limit, 408 when the body does not
+    arrive in time. 503 if the spool cannot be written, and ``spool_full`` (without reading the
+    body) past ``RELAY_SPOOL_MAX_BYTES`` (see :mod:`relay.limits`): Dataverse retries 503 once.
 ``GET /healthz``
     Spool depth and size, oldest pending age, failed events, whether Airflow answered last time.
     503 when the spool is unreadable, past its size alarm, or the oldest pending event is older
@@ -135,11 +134,16 @@ class Relay:
             # arrived whole in a single read reaches the app, and is refused here.
             limit = self.limits.max_header_bytes
             return self._reject(431, "headers_too_large", f"the headers are over {limit} bytes")
-        if await asyncio.to_thread(self.spool.live_bytes) >= self.limits.spool_max_bytes:
+        try:
+            spool_bytes = await asyncio.to_thread(self.spool.live_bytes)
+        except sqlite3.Error:
+            log.exception("could not read the spool's size")
+            return _reply(503, "unavailable", message="the spool could not be read")
+        if spool_bytes >= self.limits.spool_max_bytes:
             # Refused before the body is read: a flood while Airflow is away cannot fill the disk.
             # 503 is one Dataverse retries; the events it gives up on are in its system jobs.
             self.metrics.inc("relay_webhooks_rejected_total", label=("reason", "spool_full"))
-            log.error("webhook refused: the spool is over RELAY_SPOOL_MAX_BYTES")
+            log.warning("webhook refused: the spool is over RELAY_SPOOL_MAX_BYTES")
             return _reply(503, "unavailable", reason="spool_full", message="the spool is full")
         try:
             raw = await _read_limited(

@@ -58,7 +58,10 @@ class Metrics:
         gauges = {
             "relay_spool_pending_events": ("Events waiting for Airflow.", spool.pending),
             "relay_spool_failed_events": ("Events in batches Airflow refused.", spool.failed),
-            "relay_spool_bytes": ("Disk the spool's live data and WAL take.", spool.live_bytes),
+            "relay_spool_bytes": (
+                "Bytes of the spool's pages in use (see Spool.live_bytes).",
+                spool.live_bytes,
+            ),
             "relay_spool_alarm_bytes": (
                 "/healthz turns unhealthy past this.",
                 limits.spool_alarm_bytes,
