@@ -10,7 +10,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 # The relay imports the shared event parsing from plugins/, as Airflow components do.
 export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
 
-.PHONY: help venv services bench test test-distributed test-compose env lint fmt sandbox relay demo lock clean
+.PHONY: help venv services bench test test-distributed test-compose env fuzz lint fmt sandbox relay demo lock clean
 
 help:
 	@echo "make test      ruff + every test (creates .venv when needed)"
@@ -20,6 +20,7 @@ help:
 	@echo "make test-distributed  the end-to-end scenario on CeleryExecutor + Postgres + Redis"
 	@echo "make test-compose  docker-compose.yaml started for real: webhook → lead, restarts, down"
 	@echo "make env       write .env for docker-compose.yaml (fresh random secrets)"
+	@echo "make fuzz      the fuzz properties with 50x the examples \`make test\` runs (minutes)"
 	@echo "make bench     benchmarks (printed, saved under bench/results/)"
 	@echo "make lock      recompile requirements*.txt from requirements*.in"
 	@echo "make fmt       format the code with ruff"
@@ -70,6 +71,9 @@ test-compose: $(STAMP)
 
 env: $(STAMP)
 	$(BIN)/python -m deploy.make_env
+# tests/fuzz also runs in `make test`, bounded (100 inputs per property); here 5,000 each.
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest tests/fuzz
 
 sandbox: $(STAMP)
 	$(BIN)/python -m sandbox
