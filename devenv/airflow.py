@@ -44,6 +44,7 @@ import psutil
 # MARKER_ENV is re-exported: tests look for it in /proc/<pid>/environ.
 from devenv.processes import MARKER_ENV as MARKER_ENV
 from devenv.processes import ProcessGroup, free_port, wait_for, wait_http
+from relay.airflow import jwt_expiry
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ _TASK_GRACE_SECONDS = 2.0
 # Components whose health gates start(); the triggerer joins when it is enabled.
 _REQUIRED_HEALTH = ("metadatabase", "scheduler", "dag_processor")
 _POOL_ATTEMPTS = 3
+# The admin's JWT is renewed this long before it expires, so no request carries a stale one.
+_TOKEN_RENEW_MARGIN_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,7 @@ class LocalAirflow:
         self.startup_seconds: float | None = None
         self._http: httpx.Client | None = None
         self._admin_token: str | None = None
+        self._admin_renew_at = float("inf")
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -256,16 +260,44 @@ class LocalAirflow:
         params: Mapping[str, Any] | None = None,
         token: str | None = None,
     ) -> httpx.Response:
-        """Call the REST API as ``token``'s user (default: the admin); raise on error statuses."""
-        if token is None:
-            token = self._admin_token = self._admin_token or self.token(
-                self.admin.username, self.admin.password
-            )
-        response = self._client.request(
-            method, path, json=json, params=params, headers={"Authorization": f"Bearer {token}"}
-        )
+        """Call the REST API as ``token``'s user (default: the admin); raise on error statuses.
+
+        The admin's JWT is cached, renewed shortly before its ``exp`` (Airflow's ``[api_auth]
+        jwt_expiration_time``, a day by default) and once more on a 401 (the API server restarted
+        with another secret), so a demo left running keeps working.
+        """
+        if token is not None:
+            response = self._send(method, path, json, params, token)
+        else:
+            response = self._send(method, path, json, params, self._admin_bearer())
+            if response.status_code == 401:
+                log.info("Airflow refused the admin token (401); renewing it")
+                response = self._send(method, path, json, params, self._admin_bearer(renew=True))
         _raise_for_status(response)
         return response
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        json: Any,
+        params: Mapping[str, Any] | None,
+        token: str,
+    ) -> httpx.Response:
+        return self._client.request(
+            method, path, json=json, params=params, headers={"Authorization": f"Bearer {token}"}
+        )
+
+    def _admin_bearer(self, *, renew: bool = False) -> str:
+        """The admin's cached JWT; a new one when asked, when none is cached or ``exp`` is near."""
+        if renew or self._admin_token is None or time.time() >= self._admin_renew_at:
+            self._admin_token = self.token(self.admin.username, self.admin.password)
+            expiry = jwt_expiry(self._admin_token)
+            # A token without ``exp`` is kept until Airflow answers 401.
+            self._admin_renew_at = (
+                float("inf") if expiry is None else expiry - _TOKEN_RENEW_MARGIN_SECONDS
+            )
+        return self._admin_token
 
     def trigger(
         self,
