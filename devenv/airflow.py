@@ -49,6 +49,7 @@ from relay.airflow import jwt_expiry
 log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+TUNING_FILE = PROJECT_ROOT / "deploy" / "airflow-tuning.env"
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 
 # How often run and DAG states are polled; short because each check is a cheap loopback request.
@@ -107,6 +108,22 @@ class CeleryBackend:
     worker_concurrency: int = 2
 
 
+def read_tuning(path: Path = TUNING_FILE) -> dict[str, str]:
+    """The ``AIRFLOW__*`` settings of an env file (``KEY=VALUE`` lines, ``#`` comments), the
+    format docker compose's ``env_file`` reads, so the demo and compose share one file."""
+    settings: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key.startswith("AIRFLOW__") or not value.strip():
+            raise ValueError(f"{path}:{number}: expected AIRFLOW__SECTION__KEY=value, got {line!r}")
+        settings[key] = value.strip()
+    return settings
+
+
 class AirflowApiError(RuntimeError):
     """The Airflow REST API answered with an error status."""
 
@@ -120,7 +137,8 @@ class LocalAirflow:
 
     ``port=0`` picks a free loopback port (tests); the demo uses the default 8080. ``env`` is added
     last to the components' environment: ``AIRFLOW_CONN_*`` connections, or ``AIRFLOW__S__K``
-    overrides of the settings chosen here. ``database_url`` (SQLAlchemy) replaces the SQLite file
+    overrides of the settings chosen here. ``tuning`` replaces the settings of
+    ``deploy/airflow-tuning.env`` (``{}``: Airflow's stock scheduler). ``database_url`` (SQLAlchemy) replaces the SQLite file
     in ``home``; ``celery`` switches to CeleryExecutor and adds a ``celery-worker`` component,
     and needs a ``database_url``, as Airflow refuses CeleryExecutor on SQLite.
     """
@@ -140,6 +158,7 @@ class LocalAirflow:
         triggerer: bool = False,
         database_url: str | None = None,
         celery: CeleryBackend | None = None,
+        tuning: Mapping[str, str] | None = None,
     ) -> None:
         if celery is not None and database_url is None:
             raise ValueError("CeleryExecutor needs a database_url: Airflow refuses it on SQLite")
@@ -157,6 +176,9 @@ class LocalAirflow:
         self.triggerer = triggerer
         self.database_url = database_url or f"sqlite:///{self.home / 'airflow.db'}"
         self.celery = celery
+        # The deployment's tuned settings; ``{}`` runs Airflow's stock ones (the benchmark's
+        # reference). ``env`` still overrides them.
+        self.tuning = dict(read_tuning() if tuning is None else tuning)
         # The worker's Celery node name, so readiness can be asked of this very worker.
         self.worker_name = f"devenv-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
         # Running tasks report their end through the API server: it stops after the rest.
@@ -445,9 +467,6 @@ class LocalAirflow:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
             "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": "1",
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
-            # Queued runs and finished tasks are noticed within a second, without busy-looping.
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.log_dir),
             # The log servers default to fixed ports, which two instances would fight over.
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
@@ -460,7 +479,7 @@ class LocalAirflow:
                 "AIRFLOW__CELERY__RESULT_BACKEND": self.celery.result_backend,
                 "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.celery.worker_concurrency),
             }
-        return {**inherited, **settings, **self.extra_env}
+        return {**inherited, **settings, **self.tuning, **self.extra_env}
 
     def _components(self) -> list[tuple[str, list[str]]]:
         components = [
