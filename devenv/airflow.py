@@ -138,9 +138,10 @@ class LocalAirflow:
     ``port=0`` picks a free loopback port (tests); the demo uses the default 8080. ``env`` is added
     last to the components' environment: ``AIRFLOW_CONN_*`` connections, or ``AIRFLOW__S__K``
     overrides of the settings chosen here. ``tuning`` replaces the settings of
-    ``deploy/airflow-tuning.env`` (``{}``: Airflow's stock scheduler). ``database_url`` (SQLAlchemy) replaces the SQLite file
-    in ``home``; ``celery`` switches to CeleryExecutor and adds a ``celery-worker`` component,
-    and needs a ``database_url``, as Airflow refuses CeleryExecutor on SQLite.
+    ``deploy/airflow-tuning.env`` (``{}``: Airflow's stock scheduler). ``database_url``
+    (SQLAlchemy) replaces the SQLite file in ``home``; ``celery`` switches to CeleryExecutor and
+    adds a ``celery-worker`` component, and needs a ``database_url``, as Airflow refuses
+    CeleryExecutor on SQLite.
     """
 
     def __init__(
