@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bench.harness import marketo_calls, percentile, ratio, save_results, table
+from bench.harness import marketo_calls, percentile, save_results, table
 from bench.live import (
     BENCH_DAGS,
     DAG_FILES,
@@ -45,6 +45,7 @@ from bench.live import (
     sync_calls,
     timestamp,
 )
+from devenv.airflow import read_tuning
 from devenv.demo import SYNC_DAG_ID, wait_for_contacts
 
 NAME = "latency"
@@ -111,20 +112,6 @@ def run(events: int = EVENTS, *, idle_seconds: float = IDLE_SECONDS) -> dict[str
     samples: dict[str, list[Sample]] = {"stock": [], "sync": [], "floor": []}
     cpu: dict[str, float] = {}
 
-    print("\n  stock Airflow settings, seven-task floor, relay with a fixed 1 s window")
-    stock_files = [BENCH_DAGS / f"{FLOOR_DAG_ID}.py"]
-    with running_stack(f"{NAME}-stock", dag_files=stock_files, tuning={}) as stack:
-        stack.start_relay("relay-stock", dag_id=FLOOR_DAG_ID, entity="account", **STOCK_RELAY)
-        writer = WebApiWriter(stack.sandbox.dataverse)
-        for number in range(-WARMUP, events):
-            if number == 0:
-                cpu["stock"] = _idle(stack, idle_seconds)
-            sample = _floor_event(stack, writer, number, FLOOR_DAG_ID)
-            label = "warm-up" if number < 0 else f"event {number + 1}/{events}"
-            print(f"  {label}: stock {STOCK_LEAD_TASK} ended after {sample.lead:.2f} s", flush=True)
-            if number >= 0:
-                samples["stock"].append(sample)
-
     print(f"\n  tuned Airflow (deploy/airflow-tuning.env): the product beside {floor_dag}")
     tuned_files = [DAG_FILES[0], BENCH_DAGS / f"{floor_dag}.py"]
     with running_stack(NAME, dag_files=tuned_files) as stack:
@@ -148,7 +135,34 @@ def run(events: int = EVENTS, *, idle_seconds: float = IDLE_SECONDS) -> dict[str
                 samples["sync"].append(sync)
                 samples["floor"].append(floor)
         calls = sync_calls(calls_before, stack.api_calls())
-    return _report(samples, cpu, calls, events, floor_dag)
+    # Stock last: on this 2-core machine its first task has been seen to hang on the Execution
+    # API (see README); the tuned figures are kept whatever happens to it.
+    stock_error = None
+    try:
+        _stock(samples, cpu, events, idle_seconds)
+    except Exception as exc:  # the reference failed: say so beside the figures, keep them
+        stock_error = f"{type(exc).__name__}: {exc}"
+        print(f"  stock reference failed: {stock_error}", flush=True)
+    return _report(samples, cpu, calls, events, floor_dag, stock_error)
+
+
+def _stock(
+    samples: dict[str, list[Sample]], cpu: dict[str, float], events: int, idle_seconds: float
+) -> None:
+    """The reference: stock Airflow, the seven-task floor, the relay's old fixed window."""
+    print("\n  stock Airflow settings, seven-task floor, relay with a fixed 1 s window")
+    stock_files = [BENCH_DAGS / f"{FLOOR_DAG_ID}.py"]
+    with running_stack(f"{NAME}-stock", dag_files=stock_files, tuning={}) as stack:
+        stack.start_relay("relay-stock", dag_id=FLOOR_DAG_ID, entity="account", **STOCK_RELAY)
+        writer = WebApiWriter(stack.sandbox.dataverse)
+        for number in range(-WARMUP, events):
+            if number == 0:
+                cpu["stock"] = _idle(stack, idle_seconds)
+            sample = _floor_event(stack, writer, number, FLOOR_DAG_ID)
+            label = "warm-up" if number < 0 else f"event {number + 1}/{events}"
+            print(f"  {label}: stock {STOCK_LEAD_TASK} ended after {sample.lead:.2f} s", flush=True)
+            if number >= 0:
+                samples["stock"].append(sample)
 
 
 def _idle(stack: LiveStack, seconds: float) -> float:
@@ -224,17 +238,22 @@ def _report(
     calls: dict[str, Any],
     events: int,
     floor_dag: str,
+    stock_error: str | None = None,
 ) -> dict[str, Any]:
     fields = (
         ("run queued (relay's part)", "queued"),
         ("lead in Marketo (floors: lead task ended)", "lead"),
         ("run ended", "run_end"),
     )
-    columns = (
-        ("stock 7-task floor", "stock"),
-        ("product, tuned", "sync"),
-        (f"{floor_dag}, tuned", "floor"),
-    )
+    columns = [
+        (label, key)
+        for label, key in (
+            ("stock 7-task floor", "stock"),
+            ("product, tuned", "sync"),
+            (f"{floor_dag}, tuned", "floor"),
+        )
+        if samples[key]  # the stock reference may have failed (stock_error says why)
+    ]
     figures = {key: {f: _stats(samples[key], f) for _, f in fields} for _, key in columns}
     rows = []
     for label, field in fields:
@@ -242,12 +261,28 @@ def _report(
         for _, key in columns:
             row.append(f"{figures[key][field]['p50']:.2f} / {figures[key][field]['p95']:.2f}")
         rows.append(row)
-    stock, sync, floor = (figures[key]["lead"] for key in ("stock", "sync", "floor"))
-    goals = {
-        "lead_p50_x_stock": (sync["p50"] / stock["p50"], GOAL_P50),
-        "lead_p95_x_stock": (sync["p95"] / stock["p95"], GOAL_P95),
-        "lead_p50_x_own_floor": (sync["p50"] / floor["p50"], GOAL_OWN_FLOOR),
-        "idle_cpu_tuned": (cpu["tuned"], GOAL_IDLE_CPU),
+    sync, floor = figures["sync"]["lead"], figures["floor"]["lead"]
+    stock = figures["stock"]["lead"] if "stock" in figures else None
+    goals: dict[str, tuple[float | None, float, str, str]] = {
+        "lead_p50_x_stock": (
+            sync["p50"] / stock["p50"] if stock else None,
+            GOAL_P50,
+            "lead p50 ÷ stock floor's upsert_leads end p50",
+            "×",
+        ),
+        "lead_p95_x_stock": (
+            sync["p95"] / stock["p95"] if stock else None,
+            GOAL_P95,
+            "lead p95 ÷ stock floor's upsert_leads end p95",
+            "×",
+        ),
+        "lead_p50_x_own_floor": (
+            sync["p50"] / floor["p50"],
+            GOAL_OWN_FLOOR,
+            f"lead p50 ÷ {floor_dag}'s lead task end p50",
+            "×",
+        ),
+        "idle_cpu_tuned": (cpu["tuned"], GOAL_IDLE_CPU, "idle CPU of the tuned Airflow", "%"),
     }
     failed = sum(sample.state != "success" for sample in samples["sync"])
     marketo = marketo_calls(calls["marketo"])
@@ -256,9 +291,11 @@ def _report(
         "events": events,
         "warmup": WARMUP,
         "product_floor_dag": floor_dag,
-        "goals": {name: {"value": value, "goal": goal} for name, (value, goal) in goals.items()},
+        "tuning": read_tuning(),
+        "goals": {name: {"value": g[0], "goal": g[1]} for name, g in goals.items()},
         "figures": figures,
         "idle_cpu_of_one_core": cpu,
+        "stock_error": stock_error,
         "failed_runs": failed,
         "api_calls": calls,
         "samples": {key: [asdict(sample) for sample in rows_] for key, rows_ in samples.items()},
@@ -266,39 +303,20 @@ def _report(
     path = save_results(NAME, results)
     print(f"\nLatency from the Dataverse Create request, seconds, p50 / p95 ({events} events each)")
     print(table(["to", *(label for label, _ in columns)], rows))
+    if stock_error:
+        print(f"Stock reference not measured: {stock_error}")
     print("\nGoals")
-    print(
-        table(
-            ("goal", "figure", "limit", "met"),
-            [
-                (
-                    "lead p50 ÷ stock floor's upsert_leads end p50",
-                    ratio(sync["p50"], stock["p50"]),
-                    f"≤ {GOAL_P50:.2f}×",
-                    _met(*goals["lead_p50_x_stock"]),
-                ),
-                (
-                    "lead p95 ÷ stock floor's upsert_leads end p95",
-                    ratio(sync["p95"], stock["p95"]),
-                    f"≤ {GOAL_P95:.2f}×",
-                    _met(*goals["lead_p95_x_stock"]),
-                ),
-                (
-                    f"lead p50 ÷ {floor_dag}'s lead task end p50",
-                    ratio(sync["p50"], floor["p50"]),
-                    f"≤ {GOAL_OWN_FLOOR:.1f}×",
-                    _met(*goals["lead_p50_x_own_floor"]),
-                ),
-                (
-                    "idle CPU of the tuned Airflow, one core",
-                    f"{cpu['tuned']:.1%}",
-                    f"≤ {GOAL_IDLE_CPU:.0%}",
-                    _met(*goals["idle_cpu_tuned"]),
-                ),
-            ],
-        )
-    )
-    print(f"Idle CPU of stock Airflow, for reference: {cpu['stock']:.1%} of one core")
+    goal_rows = []
+    for value, limit, label, unit in goals.values():
+        if unit == "%":
+            shown, bound = ("-" if value is None else f"{value:.1%}"), f"≤ {limit:.0%} of a core"
+        else:
+            shown, bound = ("-" if value is None else f"{value:.2f}×"), f"≤ {limit:.2f}×"
+        met = "not measured" if value is None else ("yes" if value <= limit else "NO")
+        goal_rows.append((label, shown, bound, met))
+    print(table(("goal", "figure", "limit", "met"), goal_rows))
+    if "stock" in cpu:
+        print(f"Idle CPU of stock Airflow, for reference: {cpu['stock']:.1%} of one core")
     print(
         f"Runs of the real DAG not successful: {failed}. API calls per event: "
         f"Dataverse {dataverse_calls / events:.1f}, Marketo REST {marketo['rest'] / events:.1f} "
@@ -307,7 +325,3 @@ def _report(
     )
     print(f"Saved {path}")
     return results
-
-
-def _met(value: float, limit: float) -> str:
-    return "yes" if value <= limit else "NO"
