@@ -50,6 +50,7 @@ WORK_ROOT = PROJECT_ROOT / ".bench"
 _OWN_WRITES = "POST /api/data/"
 # Generous: on a 2-core machine shared with other work, Airflow's first start can take minutes.
 _START_TIMEOUT_S = 600.0
+_RELAY_START_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ class LiveStack:
             self.log_dir / name,
         )
         self.relays.append(relay)
-        relay.start()
+        relay.start(timeout=_RELAY_START_TIMEOUT_S)
         self.sandbox.dataverse.register_webhook(
             relay.webhook_url, "WebhookKey", self._webhook_key, messages=("Create",), entity=entity
         )
