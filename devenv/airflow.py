@@ -60,6 +60,10 @@ _TASK_GRACE_SECONDS = 2.0
 # Components whose health gates start(); the triggerer joins when it is enabled.
 _REQUIRED_HEALTH = ("metadatabase", "scheduler", "dag_processor")
 _POOL_ATTEMPTS = 3
+# The API server answers the first Execution API call of a fresh instance only after seconds of
+# start-up work, blocking its other requests meanwhile: over a minute was seen on a loaded 2-core
+# machine (the first task's start; its retries got through). A REST call waits that out.
+_READ_TIMEOUT_SECONDS = 120.0
 # The admin's JWT is renewed this long before it expires, so no request carries a stale one.
 _TOKEN_RENEW_MARGIN_SECONDS = 60.0
 
@@ -210,7 +214,9 @@ class LocalAirflow:
                 timeout=deadline - time.monotonic(),
                 cwd=self.home,
             )
-            self._http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(30.0, connect=5.0))
+            self._http = httpx.Client(
+                base_url=self.url, timeout=httpx.Timeout(_READ_TIMEOUT_SECONDS, connect=5.0)
+            )
             for name, args in self._components():
                 self._group.spawn(
                     name,
