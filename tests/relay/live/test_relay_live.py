@@ -184,8 +184,11 @@ def spool_states(spool_path: Path) -> Counter[str]:
 def test_a_sigkilled_relay_loses_nothing_and_doubles_nothing(
     airflow_live: LocalAirflow, start_live_relay, dataverse
 ):
+    # The window rule (no leading edge): every partial batch waits, so the kill finds work.
     relay = start_live_relay(
-        batch_window_seconds=KILLED_WINDOW_SECONDS, batch_max_events=KILLED_MAX_EVENTS
+        batch_window_seconds=KILLED_WINDOW_SECONDS,
+        batch_max_events=KILLED_MAX_EVENTS,
+        batch_leading_edge=False,
     )
     contact_ids = create_contacts(dataverse, KILLED_EVENTS, "killed")
     delivered(dataverse, KILLED_EVENTS)  # every one acknowledged: the relay owns them now
