@@ -1,7 +1,8 @@
 """The relay's own limits: what a flood of webhooks or many slow clients may cost it, at most.
 
-Read from environment variables, like :mod:`relay.settings` (kept apart from it only because
-that module belongs to another change in flight; the variables follow the same rules):
+Read from environment variables with the same rules as :mod:`relay.settings`. A group of their
+own because they bound the HTTP server (uvicorn's protocol and connection limits) and the spool's
+disk, not what the relay does with an event:
 
 ``RELAY_MAX_CONNECTIONS``
     Open connections plus requests in progress; past it uvicorn answers 503 at once (its
