@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from contact_sync.events import (
-    SYNCED_MESSAGES,
+    ACTED_ON,
     EventError,
     SyncRequest,
     normalize_guid,
@@ -48,7 +48,8 @@ _id_like = _guids | json_values
 _conf_event = st.fixed_dictionaries(
     {},
     optional={
-        "message": st.sampled_from([*SYNCED_MESSAGES, "update", "Delete", ""]) | json_values,
+        "message": st.sampled_from(["Create", "Update", "update", "Delete", "Assign", ""])
+        | json_values,
         "entity": st.sampled_from(["contact", "Contact", "account"]) | json_values,
         "id": _id_like,
         "operation_id": _id_like,
@@ -66,6 +67,7 @@ _confs = (
             "events": st.lists(_conf_event, max_size=4) | json_values,
             "webhookRequest": contexts() | json_values,
             "contact_ids": st.lists(_id_like, max_size=4) | json_values,
+            "account_ids": st.lists(_id_like, max_size=4) | json_values,
             "other": json_values,
         },
     )
@@ -82,14 +84,16 @@ def test_run_conf_parses_or_raises_event_error(conf: Any) -> None:
     except EventError:
         return
     assert isinstance(request, SyncRequest)
-    # Nothing to sync only when every event was refused (and says why).
-    assert request.contact_ids or request.refused
-    assert len(set(request.contact_ids)) == len(request.contact_ids)
-    for contact_id in request.contact_ids:
-        assert normalize_guid(contact_id, what="id") == contact_id
-    synced = {message.casefold() for message in SYNCED_MESSAGES}
+    named = (*request.contact_ids, *request.account_ids, *request.deleted_ids)
+    # Nothing to do only when every event was refused (and says why).
+    assert named or request.refused
+    for ids in (request.contact_ids, request.account_ids, request.deleted_ids):
+        assert len(set(ids)) == len(ids)
+    assert not set(request.contact_ids) & set(request.deleted_ids)
+    for record_id in named:
+        assert normalize_guid(record_id, what="id") == record_id
     for event in request.events:
-        assert (event.entity, event.message.casefold() in synced) == ("contact", True)
+        assert (event.entity, event.message.casefold()) in ACTED_ON
     # What goes to XCom is JSON and comes back the same.
     assert SyncRequest.from_dict(json.loads(json.dumps(request.to_dict()))) == request
 
