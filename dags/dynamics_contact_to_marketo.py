@@ -10,11 +10,15 @@ accounts from Dataverse, maps them to Marketo leads and creates or updates those
 - `{"events": [{"message": "Update", "entity": "contact", "id": "<guid>"}, ...]}`: what the
   relay sends, ids only (optional keys `operation_id`, `correlation_id`, `occurred_at`);
 - `{"webhookRequest": {<RemoteExecutionContext>}}`: a Dataverse webhook body, pasted by hand;
-- `{"contact_ids": ["<guid>", ...]}`: re-sync chosen contacts on demand.
+- `{"contact_ids": ["<guid>", ...]}`: re-sync chosen contacts on demand;
+- `{"account_ids": ["<guid>", ...]}`: re-sync every active contact of these accounts.
 
-A malformed conf is refused when the run is triggered (HTTP 400, the message names the problem).
-Only `Create` and `Update` of `contact` are acted on; other events are refused with their reason
-and listed by the `report` task, without failing the run.
+Plus the param `dry_run` (default false): read and look up everything, write nothing to Marketo;
+the outcomes say what would happen. A malformed conf is refused when the run is triggered (HTTP
+400, the message names the problem). Acted on: contact `Create`/`Update`/`Delete` and account
+`Update` (its active contacts, read page by page); other events are refused with their reason and
+listed by the `report` task, without failing the run. An account id Dataverse does not have is
+refused "account not found"; the others are synced.
 
 ## Tasks
 
@@ -29,11 +33,14 @@ the values Marketo holds at that moment.
 ## Outcomes
 
 Every contact ends in exactly one outcome: **created**, **updated**, **unchanged** (Marketo already
-holds the values: no write) or **rejected** with a reason (no email, invalid email, contact not
-found, duplicate email in the run, Marketo skipped it with code X). Good records are always
-written; then, if any contact was rejected, the `report` task fails with every rejected contact id
-and its reason in its log. `report` pushes the summary (counts per outcome and reason, refused
-events, API calls per service and endpoint) as the XCom `summary`.
+holds the values: no write), **flagged** / **deleted** (a deleted, deactivated, merged or
+filtered-out contact's lead under `on_contact_removed: flag | delete`), **skipped** (such a
+contact under `ignore`, or outside `sync_filter` with no lead: "filtered") or **rejected** with a
+reason (no email, invalid email, contact not found, duplicate email: contact X owns it, Marketo
+skipped it with code X). The master of a merged contact is synced in the same run. Good records
+are always written; then, if any contact was rejected, the `report` task fails with every
+rejected contact id and its reason in its log. `report` pushes the summary (counts per outcome
+and reason, refused events, API calls per service and endpoint) as the XCom `summary`.
 
 ## Replay
 

@@ -16,8 +16,10 @@ Choosing the lead of a contact (documented rule, tested):
    in Dynamics updates that lead instead of creating a duplicate. Among several, the one whose
    email matches, else the lowest lead id (the oldest, which usually carries the history).
 2. Otherwise a lead with the same email (case-insensitive): one not linked to any contact first,
-   then the lowest id. A lead linked to a *different* contact is taken over (email is Marketo's
-   identity key, as in the recipe); this also follows contact merges in Dynamics.
+   then the lowest id. A lead linked to a *different* contact is claimed only by the contact that
+   owns the email: the pipeline first rejects the drafts that do not
+   (:func:`contact_sync.ownership.duplicate_email_rejections`: the linked live contact keeps it,
+   else the oldest), so a lead linked to a contact that no longer holds that email is claimed.
 3. Otherwise the lead is created (``createOnly``, lookup ``email``).
 
 Within one batch a lead is written for one contact only: the first contact (in request order) that
