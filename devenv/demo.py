@@ -32,6 +32,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+from contact_sync.mapping import load_mappings
 from contact_sync.report import text_table
 from devenv.airflow import DEFAULT_ADMIN, DEFAULT_RELAY, AirflowApiError, LocalAirflow
 from devenv.processes import ProcessExitedError
@@ -59,6 +60,11 @@ PARALLELISM = 4
 TERMINAL_STATES = frozenset({"success", "failed"})
 
 _POLL_SECONDS = 1.0
+# The demo's removal policy (issue 12): a deleted contact's lead gets this Boolean field set.
+REMOVED_FLAG_FIELD = "removedFromCrm"
+# The account edit the demo makes, and the contact it deletes (SampleContact.label).
+RENAMED_ACCOUNT = "Fourth Coffee Roasters"
+DELETED_SAMPLE = "no account"
 
 # --- sample data ----------------------------------------------------------------------------------
 
@@ -216,6 +222,51 @@ def wait_for_contacts(
         time.sleep(_POLL_SECONDS)
 
 
+def wait_for_new_runs(
+    airflow: LocalAirflow,
+    record_id: str,
+    seen: set[str],
+    *,
+    timeout: float,
+    on_poll: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Wait until a run not in ``seen`` was asked about ``record_id`` (a contact or an account
+    event) and every such run has ended; return them."""
+    wanted = record_id.lower()
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = [
+            run
+            for run in airflow.dag_runs(SYNC_DAG_ID)
+            if run["dag_run_id"] not in seen and wanted in contact_ids_of(run)
+        ]
+        if on_poll is not None:
+            on_poll(runs)
+        if runs and all(run["state"] in TERMINAL_STATES for run in runs):
+            return runs
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"after {timeout:.0f} s: no finished run for {wanted}")
+        airflow_alive_or_raise(airflow)
+        time.sleep(_POLL_SECONDS)
+
+
+def write_demo_mappings(target: Path) -> Path:
+    """A copy of ``include/mappings`` whose settings flag the leads of removed contacts."""
+    import shutil
+
+    import yaml
+
+    from contact_sync.mapping import DEFAULT_DIRECTORY
+
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(DEFAULT_DIRECTORY, target)
+    settings_path = target / "settings.yaml"
+    settings = yaml.safe_load(settings_path.read_text(encoding="utf-8"))
+    settings.update(on_contact_removed="flag", removed_flag_field=REMOVED_FLAG_FIELD)
+    settings_path.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    return target
+
+
 def airflow_alive_or_raise(airflow: LocalAirflow) -> None:
     """Fail at once, not at a timeout, when an Airflow component died."""
     if not airflow.running:
@@ -367,14 +418,20 @@ class Demo:
                 webhook_keys=(self._webhook_key,),
                 spool_path=state_dir / "relay-spool.sqlite3",
                 port=ports.relay,
+                # the demo's settings.yaml flags removed contacts, so their Delete matters
+                accept_contact_delete=True,
             ),
             self.log_dir,
         )
+        self.mappings_dir = write_demo_mappings(state_dir / "mappings")
         self.airflow = LocalAirflow(
             state_dir / "airflow",
             PROJECT_ROOT / "dags",
             port=ports.airflow,
-            env=self.sandbox.connection_env(),
+            env={
+                **self.sandbox.connection_env(),
+                "CONTACT_SYNC_MAPPINGS_DIR": str(self.mappings_dir),
+            },
             parallelism=PARALLELISM,
         )
         self.printer = RunPrinter(self.airflow, out)
@@ -402,7 +459,25 @@ class Demo:
         self.sandbox.dataverse.register_webhook(
             self.relay.webhook_url, "WebhookKey", self._webhook_key
         )
+        self.sandbox.marketo.add_field(REMOVED_FLAG_FIELD, data_type="boolean")
+        self.say(
+            f"  Marketo Boolean field {REMOVED_FLAG_FIELD} added "
+            "(on_contact_removed: flag in the demo's settings)"
+        )
+        self.sandbox.dataverse.register_webhook(
+            self.relay.webhook_url,
+            "WebhookKey",
+            self._webhook_key,
+            messages=("Update",),
+            entity="account",
+            # Filtering Attributes: the mapped account columns (not the id)
+            filtering_attributes=load_mappings(self.mappings_dir).account_select[1:],
+        )
+        self.sandbox.dataverse.register_webhook(
+            self.relay.webhook_url, "WebhookKey", self._webhook_key, messages=("Delete",)
+        )
         self.say("  Dataverse webhook on contact Create/Update → relay (auth type WebhookKey)")
+        self.say("  Dataverse webhooks on account Update (mapped columns) and contact Delete")
         self.say(
             "  Airflow connections dynamics365_default, marketo_default → sandbox; pool marketo_api"
         )
@@ -425,7 +500,56 @@ class Demo:
         )
         outcome = collect_outcome(self.airflow, self.sandbox, records, runs)
         self._print_outcome(outcome, records)
+        seen = {run["dag_run_id"] for run in runs}
+        outcome.problems += self._account_and_removal(records, seen, timeout)
         return outcome
+
+    def _account_and_removal(
+        self, records: SampleRecords, seen: set[str], timeout: float
+    ) -> list[str]:
+        """Rename the account (its Update webhook reaches its contacts' leads), then delete a
+        contact (its Delete webhook flags its lead); what differs from that, as problems."""
+        dataverse = self.sandbox.dataverse
+        problems: list[str] = []
+        self.say()
+        self.say(f"Renaming the account to {RENAMED_ACCOUNT!r} (its Update webhook fires)")
+        with dataverse.api_session() as session:
+            session.patch(
+                f"{dataverse.api_url}/accounts({records.account_id})",
+                json={"name": RENAMED_ACCOUNT},
+                timeout=10,
+            ).raise_for_status()
+        runs = wait_for_new_runs(
+            self.airflow, records.account_id, seen, timeout=timeout, on_poll=self.printer
+        )
+        seen |= {run["dag_run_id"] for run in runs}
+        members = [c for c in SAMPLE_CONTACTS if c.with_account and c.email]
+        for contact in members:
+            lead = self._lead_of(records.contact_ids[contact.label])
+            company = lead.get("company") if lead else None
+            self.say(f"  {contact.name}'s lead: company {company!r}")
+            if company != RENAMED_ACCOUNT:
+                problems.append(f"{contact.name}: the account edit did not reach the lead")
+
+        deleted = next(c for c in SAMPLE_CONTACTS if c.label == DELETED_SAMPLE)
+        deleted_id = records.contact_ids[deleted.label]
+        self.say()
+        self.say(f"Deleting contact {deleted.name} (its Delete webhook fires; policy: flag)")
+        with dataverse.api_session() as session:
+            session.delete(
+                f"{dataverse.api_url}/contacts({deleted_id})", timeout=10
+            ).raise_for_status()
+        wait_for_new_runs(self.airflow, deleted_id, seen, timeout=timeout, on_poll=self.printer)
+        lead = self._lead_of(deleted_id)
+        flagged = bool(lead and lead.get(REMOVED_FLAG_FIELD) is True)
+        self.say(f"  {deleted.name}'s lead: {REMOVED_FLAG_FIELD} = {flagged}")
+        if not flagged:
+            problems.append(f"{deleted.name}: the deleted contact's lead is not flagged")
+        return problems
+
+    def _lead_of(self, contact_id: str) -> dict[str, Any] | None:
+        leads = self.sandbox.marketo.leads(**{CONTACT_ID_FIELD: contact_id})
+        return leads[0] if leads else None
 
     def serve(self) -> NoReturn:
         """Show runs the user causes until Ctrl-C (or a component dies)."""

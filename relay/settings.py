@@ -19,7 +19,8 @@ Every setting, its variable and its default:
     ``Create,Update,Delete``). Within them, only what the sync acts on is kept
     (``contact_sync.events.ACTED_ON``: contact Create/Update, account Update), and contact
     ``Delete`` only when ``on_contact_removed`` in the mappings' ``settings.yaml`` (read at
-    start, ``$CONTACT_SYNC_MAPPINGS_DIR``) is not ``ignore``.
+    start, ``$CONTACT_SYNC_MAPPINGS_DIR``) is not ``ignore``, or ``RELAY_ACCEPT_CONTACT_DELETE``
+    says so (true/false; it wins over the settings).
 ``RELAY_SPOOL_PATH``
     The SQLite spool file (default ``relay-spool.sqlite3`` in the working directory).
 ``RELAY_MAX_BODY_BYTES``
@@ -208,7 +209,13 @@ class RelaySettings:
             ("RELAY_HEALTH_MAX_PENDING_AGE_SECONDS", "health_max_pending_age_seconds"),
         ):
             number(name, attr, float)
-        from contact_sync.mapping import load_mappings
+        if "RELAY_ACCEPT_CONTACT_DELETE" in env:  # an explicit choice wins over settings.yaml
+            values["accept_contact_delete"] = _flag(
+                "RELAY_ACCEPT_CONTACT_DELETE", env["RELAY_ACCEPT_CONTACT_DELETE"]
+            )
+        else:
+            from contact_sync.mapping import load_mappings
 
-        values["accept_contact_delete"] = load_mappings().settings.on_contact_removed != "ignore"
+            policy = load_mappings().settings.on_contact_removed
+            values["accept_contact_delete"] = policy != "ignore"
         return cls(**values)  # type: ignore[arg-type]
