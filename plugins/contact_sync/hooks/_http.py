@@ -600,8 +600,17 @@ class ServiceHook(BaseHook):
         return str(error)
 
     def test_connection(self) -> tuple[bool, str]:
-        """Airflow's "Test connection" (the UI's Test button): a token and one cheap read."""
+        """Airflow's "Test connection" (the UI's Test button): a token and one cheap read.
+
+        The message leaves out the connection id: the API's test endpoint hands the hook a
+        random transient id, which would name no connection the user knows, and the user knows
+        which connection they are testing.
+        """
         try:
             return True, self._check()
         except (ServiceError, ConfigurationError) as exc:
-            return False, self._explain(exc)
+            message = self._explain(exc)
+        quoted = repr(self.conn_id)
+        return False, message.replace(f"Connection {quoted}: ", "").replace(
+            f" of connection {quoted}", ""
+        )
