@@ -332,3 +332,19 @@ def test_an_account_ids_entry_that_is_not_a_guid_is_refused_at_trigger(sync_dag,
 
     with pytest.raises(ParamValidationError, match="account_ids"):
         sync_dag.test(run_conf={"account_ids": ["not-a-guid"]})
+
+
+def test_a_flag_field_that_is_not_boolean_in_marketo_fails_before_any_write(
+    run_sync, sandboxes, settings_override, output
+):
+    sandboxes.marketo.admin.add_field(FLAG, data_type="string")
+    settings_override(on_contact_removed="flag", removed_flag_field=FLAG)
+    sandboxes.dataverse.admin.seed(contacts=[contact(guid(30), "x@example.com")])
+
+    run = run_sync(events(guid(30)))
+
+    assert run.state == "failed"
+    assert run.task_states["sync_contacts"] == "failed"
+    assert run.tries["sync_contacts"] == 1
+    assert "removed_flag_field" in output()
+    assert sandboxes.marketo.admin.leads() == []
