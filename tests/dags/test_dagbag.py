@@ -190,7 +190,13 @@ def test_no_task_splits_its_return_value_into_extra_xcoms(dagbag):
 
 def test_the_realtime_dag_validates_its_conf_and_pools_marketo(dagbag):
     dag = dagbag.dags["dynamics_contact_to_marketo"]
-    assert set(dag.params) == {"events", "webhookRequest", "contact_ids", "account_ids"}
+    assert set(dag.params) == {
+        "events",
+        "webhookRequest",
+        "contact_ids",
+        "account_ids",
+        "dry_run",
+    }
     assert tuple(task.task_id for task in dag.topological_sort()) == REALTIME_TASK_IDS
     marketo_tasks = {task.task_id for task in dag.tasks if task.pool == "marketo_api"}
     assert marketo_tasks == {"sync_contacts"}
