@@ -412,3 +412,13 @@ def test_headers_over_the_limit_are_431_and_not_stored(
     assert response.json()["reason"] == "headers_too_large"
     assert relay.rows() == []
     assert relay.post(webhook_body(), headers={"x-padding": "p" * 3000}).status_code == 202
+
+
+def test_a_relay_for_another_dag_passes_what_its_lists_accept(
+    start_relay: Callable[..., RunningRelay],
+) -> None:
+    # e.g. the benchmarks' floor DAG, triggered by account Create, which the sync DAG refuses
+    relay = start_relay(batch_window_seconds=60.0, dag_id="floor_dag")
+    assert relay.post(webhook_body(entity="account", message="Create")).json()["status"] == (
+        "accepted"
+    )
