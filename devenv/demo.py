@@ -545,6 +545,14 @@ class Demo:
         self.say(f"  {deleted.name}'s lead: {REMOVED_FLAG_FIELD} = {flagged}")
         if not flagged:
             problems.append(f"{deleted.name}: the deleted contact's lead is not flagged")
+        self.say()
+        if problems:
+            self.say("NOT as expected:")
+            for problem in problems:
+                self.say(f"  - {problem}")
+        else:
+            self.say("As expected: the account's new name on its contacts' leads, the deleted")
+            self.say(f"contact's lead flagged ({REMOVED_FLAG_FIELD}), not deleted nor left live.")
         return problems
 
     def _lead_of(self, contact_id: str) -> dict[str, Any] | None:
