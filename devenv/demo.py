@@ -36,13 +36,16 @@ from contact_sync.report import text_table
 from devenv.airflow import DEFAULT_ADMIN, DEFAULT_RELAY, AirflowApiError, LocalAirflow
 from devenv.processes import ProcessExitedError
 from devenv.relay import LocalRelay
-from devenv.sandbox import LocalSandbox
+from devenv.sandbox import LocalSandbox, ledger_env
 from devenv.service import PROJECT_ROOT, PortInUseError, require_free_port
 from devenv.session import deaf_to_stop_signals, reset_state_dir, sigterm_as_exit
 from relay.settings import DEFAULT_PORT as RELAY_PORT
 from relay.settings import RelaySettings
 from sandbox import defaults
 from sandbox.dataverse.admin import DataverseAdmin
+
+#: The Contact sync page (plugins/contact_sync_plugin.py) on Airflow's API server.
+CONTACT_SYNC_PAGE = "/contact-sync/"
 
 SYNC_DAG_ID = "dynamics_contact_to_marketo"
 RECONCILIATION_DAG_ID = "dynamics_marketo_reconciliation"
@@ -374,7 +377,13 @@ class Demo:
             state_dir / "airflow",
             PROJECT_ROOT / "dags",
             port=ports.airflow,
-            env=self.sandbox.connection_env(),
+            env={
+                **self.sandbox.connection_env(),
+                # The sync ledger the report tasks write and the Contact sync page reads, and
+                # the relay whose backlog that page shows.
+                **ledger_env(state_dir / "ledger.db"),
+                "CONTACT_SYNC_RELAY_URL": self.relay.url,
+            },
             parallelism=PARALLELISM,
         )
         self.printer = RunPrinter(self.airflow, out)
@@ -425,6 +434,10 @@ class Demo:
         )
         outcome = collect_outcome(self.airflow, self.sandbox, records, runs)
         self._print_outcome(outcome, records)
+        self.say(
+            f"Contact sync {self.airflow.url}{CONTACT_SYNC_PAGE}  "
+            "(every contact's outcome; the rejected under Errors)"
+        )
         return outcome
 
     def serve(self) -> NoReturn:
