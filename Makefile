@@ -10,7 +10,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 # The relay imports the shared event parsing from plugins/, as Airflow components do.
 export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
 
-.PHONY: help venv services bench test test-distributed lint fmt sandbox relay demo lock clean
+.PHONY: help venv services bench test test-distributed test-compose env fuzz lint fmt sandbox relay demo lock clean
 
 help:
 	@echo "make test      ruff + every test (creates .venv when needed)"
@@ -18,6 +18,9 @@ help:
 	@echo "make sandbox   start the Dataverse (:8701) and Marketo (:8702) sandbox in the foreground"
 	@echo "make relay     start the webhook relay (:8703) in the foreground (RELAY_* env vars)"
 	@echo "make test-distributed  the end-to-end scenario on CeleryExecutor + Postgres + Redis"
+	@echo "make test-compose  docker-compose.yaml started for real: webhook → lead, restarts, down"
+	@echo "make env       write .env for docker-compose.yaml (fresh random secrets)"
+	@echo "make fuzz      the fuzz properties with 50x the examples \`make test\` runs (minutes)"
 	@echo "make bench     benchmarks (printed, saved under bench/results/)"
 	@echo "make lock      recompile requirements*.txt from requirements*.in"
 	@echo "make fmt       format the code with ruff"
@@ -48,6 +51,29 @@ services:
 
 test: lint services
 	$(BIN)/python -m pytest
+
+# docker-compose.yaml run for real (tests/deploy/test_compose_live.py): Docker Engine (installed and
+# started when missing, stopped again), stand-in base images (deploy/standins), `up --build`, the
+# product through the stack, restarts, `down -v`. When Docker cannot run here the test is skipped
+# and this target says so in capitals. Its duration is printed: it counts against CI's 90 minutes.
+COMPOSE_LOG := .compose/test-compose.log
+test-compose: SHELL := /bin/bash
+test-compose: $(STAMP)
+	@mkdir -p .compose
+	@start=$$(date +%s); \
+	COMPOSE_TEST=1 $(BIN)/python -m pytest -m compose -s -rs -p no:cacheprovider --timeout=3600 \
+		tests/deploy/test_compose_live.py 2>&1 | tee $(COMPOSE_LOG); status=$${PIPESTATUS[0]}; \
+	echo "make test-compose: $$(( $$(date +%s) - start )) s"; \
+	if grep -q "SKIPPED" $(COMPOSE_LOG); then \
+		echo "*** THE DOCKER-COMPOSE DEPLOYMENT WAS NOT TESTED: see the SKIPPED reason above ***"; \
+	fi; \
+	exit $$status
+
+env: $(STAMP)
+	$(BIN)/python -m deploy.make_env
+# tests/fuzz also runs in `make test`, bounded (100 inputs per property); here 5,000 each.
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest tests/fuzz
 
 sandbox: $(STAMP)
 	$(BIN)/python -m sandbox

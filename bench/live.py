@@ -2,10 +2,11 @@
 
 ``running_stack(name)`` starts ``python -m sandbox`` (Dataverse + Entra ID, Marketo, with their
 documented limits), Airflow 3 (API server, scheduler, DAG processor; LocalExecutor on SQLite, the
-demo's parallelism of 4) loading the real-time DAG and the no-op ``bench_orchestration_floor``,
-and then relays on demand, each wired by a Dataverse webhook (auth type WebhookKey) as an operator
-wires it. Every process is a process group of its own, stopped when the block ends (Ctrl-C and
-SIGTERM included); leftovers are an error.
+demo's parallelism of 4, the settings of ``deploy/airflow-tuning.env`` or, with ``tuning={}``,
+Airflow's stock ones) loading the real-time DAG and the no-op floors of ``bench/dags/`` (or the
+DAG files given), and then relays on demand, each wired by a Dataverse webhook (auth type
+WebhookKey) as an operator wires it. Every process is a process group of its own, stopped when
+the block ends (Ctrl-C and SIGTERM included); leftovers are an error.
 
 State and logs go to ``.bench/<name>/``, emptied at each start and kept afterwards for a look.
 """
@@ -23,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 import requests
 
 from bench import PROJECT_ROOT
@@ -35,13 +37,20 @@ from devenv.session import deaf_to_stop_signals, reset_state_dir, sigterm_as_exi
 from relay.settings import RelaySettings
 from sandbox.dataverse.admin import DataverseAdmin
 
+# The recipe-shaped floor: the seven tasks the stock reference runs.
 FLOOR_DAG_ID = "bench_orchestration_floor"
+# The product-shaped floor (parse_events → sync_contacts → report, doing nothing), when present.
+PRODUCT_FLOOR_DAG_ID = "bench_product_floor"
+BENCH_DAGS = PROJECT_ROOT / "bench" / "dags"
 DAG_FILES = (
     PROJECT_ROOT / "dags" / f"{SYNC_DAG_ID}.py",
-    PROJECT_ROOT / "bench" / "dags" / f"{FLOOR_DAG_ID}.py",
+    BENCH_DAGS / f"{FLOOR_DAG_ID}.py",
 )
 WORK_ROOT = PROJECT_ROOT / ".bench"
 _OWN_WRITES = "POST /api/data/"
+# Generous: on a 2-core machine shared with other work, Airflow's first start can take minutes.
+_START_TIMEOUT_S = 600.0
+_RELAY_START_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -55,16 +64,24 @@ class Created:
 class LiveStack:
     """Sandbox, Airflow and relays of one benchmark; ``stop()`` ends them all."""
 
-    def __init__(self, work_dir: Path) -> None:
+    def __init__(
+        self,
+        work_dir: Path,
+        *,
+        dag_files: Sequence[Path] = DAG_FILES,
+        tuning: Mapping[str, str] | None = None,
+    ) -> None:
         self.work_dir = work_dir
         self.log_dir = work_dir / "logs"
         self.sandbox = LocalSandbox(self.log_dir)
+        self.dag_ids = [path.stem for path in dag_files]  # each file holds the DAG it names
         self.airflow = LocalAirflow(
             work_dir / "airflow",
-            _dags_folder(work_dir / "dags"),
+            _dags_folder(work_dir / "dags", dag_files),
             port=0,
             env=self.sandbox.connection_env(),  # the hooks' production settings
             parallelism=PARALLELISM,
+            tuning=tuning,
         )
         self.relays: list[LocalRelay] = []  # running
         self._stopped_relays: list[LocalRelay] = []
@@ -72,7 +89,7 @@ class LiveStack:
 
     def start(self) -> None:
         self.sandbox.start()
-        self.airflow.start([SYNC_DAG_ID, FLOOR_DAG_ID])
+        self.airflow.start(self.dag_ids, timeout=_START_TIMEOUT_S)
         self.prepare_marketo()
 
     def prepare_marketo(self) -> None:
@@ -99,7 +116,7 @@ class LiveStack:
             self.log_dir / name,
         )
         self.relays.append(relay)
-        relay.start()
+        relay.start(timeout=_RELAY_START_TIMEOUT_S)
         self.sandbox.dataverse.register_webhook(
             relay.webhook_url, "WebhookKey", self._webhook_key, messages=("Create",), entity=entity
         )
@@ -149,11 +166,11 @@ class LiveStack:
 
 
 @contextlib.contextmanager
-def running_stack(name: str) -> Iterator[LiveStack]:
-    """A started ``LiveStack`` in ``.bench/<name>/`` until the block ends."""
+def running_stack(name: str, **stack: Any) -> Iterator[LiveStack]:
+    """A started ``LiveStack(**stack)`` in ``.bench/<name>/`` until the block ends."""
     work_dir = WORK_ROOT / name
     reset_state_dir(work_dir, ".bench-state", "`python -m bench`")
-    stack = LiveStack(work_dir)
+    stack = LiveStack(work_dir, **stack)
     print(f"  starting the sandbox, Airflow and relays (state and logs in {work_dir}) ...")
     try:
         with sigterm_as_exit():
@@ -252,9 +269,33 @@ def poll(
     return result
 
 
-def _dags_folder(folder: Path) -> Path:
-    """A DAG folder holding (links to) the real-time DAG and the floor, and nothing else."""
+def cpu_seconds(processes: Sequence[psutil.Process]) -> dict[int, float]:
+    """User + system CPU seconds each live process has used so far, by pid."""
+    used: dict[int, float] = {}
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            used[process.pid] = times.user + times.system
+    return used
+
+
+def idle_cpu(airflow: LocalAirflow, seconds: float) -> float:
+    """Share of one core Airflow's processes (components, their children) use over ``seconds``
+    with no run to do: what a tight scheduler loop costs while nothing happens. Call it after
+    every run ended."""
+    before = cpu_seconds(airflow.live_processes())
+    began = time.monotonic()
+    time.sleep(seconds)
+    after = cpu_seconds(airflow.live_processes())
+    elapsed = time.monotonic() - began
+    # A process that started meanwhile counts from 0; one that ended is lost (none should).
+    used = sum(total - before.get(pid, 0.0) for pid, total in after.items())
+    return used / elapsed
+
+
+def _dags_folder(folder: Path, dag_files: Sequence[Path]) -> Path:
+    """A DAG folder holding (links to) ``dag_files``, and nothing else."""
     folder.mkdir(parents=True)
-    for path in DAG_FILES:
+    for path in dag_files:
         (folder / path.name).symlink_to(path)
     return folder

@@ -44,10 +44,12 @@ import psutil
 # MARKER_ENV is re-exported: tests look for it in /proc/<pid>/environ.
 from devenv.processes import MARKER_ENV as MARKER_ENV
 from devenv.processes import ProcessGroup, free_port, wait_for, wait_http
+from relay.airflow import jwt_expiry
 
 log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+TUNING_FILE = PROJECT_ROOT / "deploy" / "airflow-tuning.env"
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 
 # How often run and DAG states are polled; short because each check is a cheap loopback request.
@@ -58,6 +60,12 @@ _TASK_GRACE_SECONDS = 2.0
 # Components whose health gates start(); the triggerer joins when it is enabled.
 _REQUIRED_HEALTH = ("metadatabase", "scheduler", "dag_processor")
 _POOL_ATTEMPTS = 3
+# The API server answers the first Execution API call of a fresh instance only after seconds of
+# start-up work, blocking its other requests meanwhile: over a minute was seen on a loaded 2-core
+# machine (the first task's start; its retries got through). A REST call waits that out.
+_READ_TIMEOUT_SECONDS = 120.0
+# The admin's JWT is renewed this long before it expires, so no request carries a stale one.
+_TOKEN_RENEW_MARGIN_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,22 @@ class CeleryBackend:
     worker_concurrency: int = 2
 
 
+def read_tuning(path: Path = TUNING_FILE) -> dict[str, str]:
+    """The ``AIRFLOW__*`` settings of an env file (``KEY=VALUE`` lines, ``#`` comments), the
+    format docker compose's ``env_file`` reads, so the demo and compose share one file."""
+    settings: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key.startswith("AIRFLOW__") or not value.strip():
+            raise ValueError(f"{path}:{number}: expected AIRFLOW__SECTION__KEY=value, got {line!r}")
+        settings[key] = value.strip()
+    return settings
+
+
 class AirflowApiError(RuntimeError):
     """The Airflow REST API answered with an error status."""
 
@@ -117,9 +141,11 @@ class LocalAirflow:
 
     ``port=0`` picks a free loopback port (tests); the demo uses the default 8080. ``env`` is added
     last to the components' environment: ``AIRFLOW_CONN_*`` connections, or ``AIRFLOW__S__K``
-    overrides of the settings chosen here. ``database_url`` (SQLAlchemy) replaces the SQLite file
-    in ``home``; ``celery`` switches to CeleryExecutor and adds a ``celery-worker`` component,
-    and needs a ``database_url``, as Airflow refuses CeleryExecutor on SQLite.
+    overrides of the settings chosen here. ``tuning`` replaces the settings of
+    ``deploy/airflow-tuning.env`` (``{}``: Airflow's stock scheduler). ``database_url``
+    (SQLAlchemy) replaces the SQLite file in ``home``; ``celery`` switches to CeleryExecutor and
+    adds a ``celery-worker`` component, and needs a ``database_url``, as Airflow refuses
+    CeleryExecutor on SQLite.
     """
 
     def __init__(
@@ -137,6 +163,7 @@ class LocalAirflow:
         triggerer: bool = False,
         database_url: str | None = None,
         celery: CeleryBackend | None = None,
+        tuning: Mapping[str, str] | None = None,
     ) -> None:
         if celery is not None and database_url is None:
             raise ValueError("CeleryExecutor needs a database_url: Airflow refuses it on SQLite")
@@ -154,6 +181,9 @@ class LocalAirflow:
         self.triggerer = triggerer
         self.database_url = database_url or f"sqlite:///{self.home / 'airflow.db'}"
         self.celery = celery
+        # The deployment's tuned settings; ``{}`` runs Airflow's stock ones (the benchmark's
+        # reference). ``env`` still overrides them.
+        self.tuning = dict(read_tuning() if tuning is None else tuning)
         # The worker's Celery node name, so readiness can be asked of this very worker.
         self.worker_name = f"devenv-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
         # Running tasks report their end through the API server: it stops after the rest.
@@ -164,6 +194,7 @@ class LocalAirflow:
         self.startup_seconds: float | None = None
         self._http: httpx.Client | None = None
         self._admin_token: str | None = None
+        self._admin_renew_at = float("inf")
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -183,7 +214,9 @@ class LocalAirflow:
                 timeout=deadline - time.monotonic(),
                 cwd=self.home,
             )
-            self._http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(30.0, connect=5.0))
+            self._http = httpx.Client(
+                base_url=self.url, timeout=httpx.Timeout(_READ_TIMEOUT_SECONDS, connect=5.0)
+            )
             for name, args in self._components():
                 self._group.spawn(
                     name,
@@ -256,16 +289,44 @@ class LocalAirflow:
         params: Mapping[str, Any] | None = None,
         token: str | None = None,
     ) -> httpx.Response:
-        """Call the REST API as ``token``'s user (default: the admin); raise on error statuses."""
-        if token is None:
-            token = self._admin_token = self._admin_token or self.token(
-                self.admin.username, self.admin.password
-            )
-        response = self._client.request(
-            method, path, json=json, params=params, headers={"Authorization": f"Bearer {token}"}
-        )
+        """Call the REST API as ``token``'s user (default: the admin); raise on error statuses.
+
+        The admin's JWT is cached, renewed shortly before its ``exp`` (Airflow's ``[api_auth]
+        jwt_expiration_time``, a day by default) and once more on a 401 (the API server restarted
+        with another secret), so a demo left running keeps working.
+        """
+        if token is not None:
+            response = self._send(method, path, json, params, token)
+        else:
+            response = self._send(method, path, json, params, self._admin_bearer())
+            if response.status_code == 401:
+                log.info("Airflow refused the admin token (401); renewing it")
+                response = self._send(method, path, json, params, self._admin_bearer(renew=True))
         _raise_for_status(response)
         return response
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        json: Any,
+        params: Mapping[str, Any] | None,
+        token: str,
+    ) -> httpx.Response:
+        return self._client.request(
+            method, path, json=json, params=params, headers={"Authorization": f"Bearer {token}"}
+        )
+
+    def _admin_bearer(self, *, renew: bool = False) -> str:
+        """The admin's cached JWT; a new one when asked, when none is cached or ``exp`` is near."""
+        if renew or self._admin_token is None or time.time() >= self._admin_renew_at:
+            self._admin_token = self.token(self.admin.username, self.admin.password)
+            expiry = jwt_expiry(self._admin_token)
+            # A token without ``exp`` is kept until Airflow answers 401.
+            self._admin_renew_at = (
+                float("inf") if expiry is None else expiry - _TOKEN_RENEW_MARGIN_SECONDS
+            )
+        return self._admin_token
 
     def trigger(
         self,
@@ -413,9 +474,6 @@ class LocalAirflow:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
             "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": "1",
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
-            # Queued runs and finished tasks are noticed within a second, without busy-looping.
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.log_dir),
             # The log servers default to fixed ports, which two instances would fight over.
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
@@ -428,7 +486,7 @@ class LocalAirflow:
                 "AIRFLOW__CELERY__RESULT_BACKEND": self.celery.result_backend,
                 "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.celery.worker_concurrency),
             }
-        return {**inherited, **settings, **self.extra_env}
+        return {**inherited, **settings, **self.tuning, **self.extra_env}
 
     def _components(self) -> list[tuple[str, list[str]]]:
         components = [

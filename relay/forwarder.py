@@ -4,12 +4,16 @@ One asyncio task in the relay process, started and stopped with the app's lifesp
 
 1. A batch claimed earlier but not finished (the relay stopped mid-delivery) is resent first,
    under the same ``dag_run_id``.
-2. Otherwise it waits for pending events, then up to the batch window (counted from the oldest
-   one) for more, unless the batch is already full, and claims them as a new batch. A batch that
-   is due but not full waits longer (up to the maximum wait) while Airflow already has enough runs
-   of the DAG queued or running (asked only when a batch went lately): another run would only
-   compete for task slots, so the batch grows instead. A slow bulk import makes a few full runs,
-   not one per window.
+2. Otherwise it claims pending events as a new batch when one is due (leading edge, then
+   batching). A full batch is always due. A partial one is due at once when no batch went
+   within the batch window (a lone event after a quiet spell waits for nothing), and else when
+   the window since the last batch has passed: events arriving together, or while a trigger
+   was in flight, go in one run. A due partial batch waits longer (up to the maximum wait after
+   its oldest event) while Airflow already has enough runs of the DAG queued or running (asked
+   only when a batch went lately): another run would only compete for task slots, so the batch
+   grows instead. A slow bulk import makes a few full runs, not one per window. With
+   ``batch_leading_edge`` off the window counts from the oldest pending event instead, so every
+   event waits it whole (the rule before the leading edge, kept to compare with).
 3. It triggers the run. Created or 409 (Airflow already has that run id) → ``sent``. Connection
    errors, 5xx and other "not now" answers → the batch stays pending and is retried after a
    bounded exponential backoff. Any other 4xx → ``failed`` with Airflow's reason.
@@ -74,7 +78,7 @@ class Forwarder:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._backoff = settings.backoff_initial_seconds
-        self._last_sent_at = float("-inf")  # when a batch was last delivered
+        self._last_claimed_at = float("-inf")  # when the last new batch was claimed
         self.airflow_reachable: bool | None = None
 
     def notify(self) -> None:
@@ -140,27 +144,37 @@ class Forwarder:
         # Cleared before counting, so an event stored after the count still wakes us.
         self._wakeup.clear()
         count, oldest = await asyncio.to_thread(self._spool.unassigned)
-        if count == 0:
+        # ``oldest`` is None only with ``count == 0`` (one query reads both): no events yet.
+        if count == 0 or oldest is None:
             if not await self._pause(self._settings.airflow_probe_seconds):
                 self.airflow_reachable = await asyncio.to_thread(self._client.probe)
             return None
-        assert oldest is not None
         settings, now = self._settings, self._clock()
         if count < settings.batch_max_events:
-            due_in = oldest + settings.batch_window_seconds - now
+            due_in = self._due_at(oldest) - now
             if due_in > 0:
                 await self._pause(due_in)
                 return None
             hold_left = oldest + settings.batch_max_wait_seconds - now
             # Only after a batch sent lately is Airflow likely busy: an isolated event is not
             # worth a question.
-            recent = now - self._last_sent_at < settings.batch_max_wait_seconds
+            recent = now - self._last_claimed_at < settings.batch_max_wait_seconds
             if hold_left > 0 and recent and await self._airflow_busy():
                 self._metrics.inc("relay_batches_held_total")
                 # Not woken by each new event: that would ask Airflow once per event.
                 await self._sleep(min(_HOLD_RECHECK_SECONDS, hold_left))
                 return None
+        self._last_claimed_at = now
         return await asyncio.to_thread(self._spool.claim_batch, settings.batch_max_events)
+
+    def _due_at(self, oldest: float) -> float:
+        """When a partial batch whose oldest event came at ``oldest`` may go."""
+        window = self._settings.batch_window_seconds
+        if self._settings.batch_leading_edge:
+            # At once after a quiet window; else one trigger per window, the events in between
+            # together. Counted from the last claim: a slow trigger call already coalesced.
+            return max(oldest, self._last_claimed_at + window)
+        return oldest + window
 
     async def _airflow_busy(self) -> bool:
         """Airflow has the runs a partial batch waits for; False when it cannot say."""
@@ -202,7 +216,6 @@ class Forwarder:
             return False
         self.airflow_reachable = True
         self._backoff = self._settings.backoff_initial_seconds
-        self._last_sent_at = self._clock()
         await asyncio.to_thread(self._spool.finish_batch, batch.batch_id, SENT)
         self._metrics.inc("relay_events_forwarded_total", len(batch.events))
         self._metrics.inc("relay_batches_total", label=("outcome", "sent"))

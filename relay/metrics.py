@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
+from relay.limits import RelayLimits
 from relay.spool import SpoolStats
 
 # name -> help text; a name with a label appears as name{label="value"}.
@@ -42,7 +43,7 @@ class Metrics:
         with self._lock:
             return self._values[(name, *label)]
 
-    def render(self, spool: SpoolStats, airflow_reachable: bool | None) -> str:
+    def render(self, spool: SpoolStats, airflow_reachable: bool | None, limits: RelayLimits) -> str:
         with self._lock:
             values = dict(self._values)
         lines: list[str] = []
@@ -57,6 +58,22 @@ class Metrics:
         gauges = {
             "relay_spool_pending_events": ("Events waiting for Airflow.", spool.pending),
             "relay_spool_failed_events": ("Events in batches Airflow refused.", spool.failed),
+            "relay_spool_bytes": (
+                "Bytes of the spool's pages in use (see Spool.live_bytes).",
+                spool.live_bytes,
+            ),
+            "relay_spool_alarm_bytes": (
+                "/healthz turns unhealthy past this.",
+                limits.spool_alarm_bytes,
+            ),
+            "relay_spool_max_bytes": (
+                "Webhooks are refused (503) past this.",
+                limits.spool_max_bytes,
+            ),
+            "relay_spool_alarm": (
+                "1 when the spool is past its alarm size.",
+                int(spool.live_bytes >= limits.spool_alarm_bytes),
+            ),
             "relay_airflow_reachable": (
                 "1 if the last Airflow request got an answer, 0 if not, -1 before the first.",
                 -1 if airflow_reachable is None else int(airflow_reachable),

@@ -22,8 +22,12 @@ Every setting, its variable and its default:
 ``RELAY_MAX_BODY_BYTES``
     Larger webhook bodies get 413 (default 1 MiB; Dataverse strips payloads over 256 KB itself).
 ``RELAY_BATCH_WINDOW_SECONDS`` / ``RELAY_BATCH_MAX_EVENTS``
-    The forwarder waits up to the window after the oldest pending event for more, and sends at
-    most this many events per DAG run (defaults 1 s and 300, the DAG's batch size).
+    The forwarder triggers at most one partial batch per window, and sends at most this many
+    events per DAG run (defaults 1 s and 300, the DAG's batch size). A full batch goes at once.
+``RELAY_BATCH_LEADING_EDGE``
+    ``true`` (default): an event after a quiet window is sent at once, and the events coming
+    within the window after it go together at its end. ``false``: every partial batch waits the
+    whole window after its oldest event, the relay's rule before (kept for comparisons).
 ``RELAY_BATCH_HOLD_ACTIVE_RUNS`` / ``RELAY_BATCH_MAX_WAIT_SECONDS``
     When the window has passed but the batch is not full, and Airflow already has this many runs of
     the DAG queued or running, another run would only compete with them for task slots: the batch
@@ -64,6 +68,17 @@ class SettingsError(ValueError):
     """A relay setting is missing or invalid; the message names the variable."""
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _flag(name: str, value: str) -> bool:
+    word = value.strip().lower()
+    if word in _TRUE | _FALSE:
+        return word in _TRUE
+    raise SettingsError(f"{name} must be true or false, not {value.strip()!r}")
+
+
 def _csv(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
@@ -85,6 +100,7 @@ class RelaySettings:
     spool_path: Path = Path("relay-spool.sqlite3")
     max_body_bytes: int = 1024 * 1024
     batch_window_seconds: float = 1.0
+    batch_leading_edge: bool = True
     batch_max_events: int = 300
     batch_hold_active_runs: int = 2
     batch_max_wait_seconds: float = 30.0
@@ -166,6 +182,10 @@ class RelaySettings:
                 values[attr] = _csv(env[name])
         if "RELAY_SPOOL_PATH" in env:
             values["spool_path"] = Path(env["RELAY_SPOOL_PATH"])
+        if "RELAY_BATCH_LEADING_EDGE" in env:
+            values["batch_leading_edge"] = _flag(
+                "RELAY_BATCH_LEADING_EDGE", env["RELAY_BATCH_LEADING_EDGE"]
+            )
         number("RELAY_MAX_BODY_BYTES", "max_body_bytes", int)
         number("RELAY_BATCH_MAX_EVENTS", "batch_max_events", int)
         number("RELAY_BATCH_HOLD_ACTIVE_RUNS", "batch_hold_active_runs", int)

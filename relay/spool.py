@@ -16,6 +16,7 @@ The table holds ids only (no email, no names): the same fields as the DAG run co
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 import threading
 import time
@@ -23,12 +24,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from contact_sync.events import ContactEvent
 
 PENDING = "pending"
 SENT = "sent"
 FAILED = "failed"
+
+_WAL_SIZE_LIMIT = 4 * 1024 * 1024
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -52,16 +56,35 @@ CREATE INDEX IF NOT EXISTS events_by_batch ON events (batch_id);
 """
 
 
-def dedupe_key(event: ContactEvent) -> str:
+def body_digest(body: Any) -> str:
+    """SHA-256 of a parsed webhook body in canonical JSON (sorted keys, no spaces).
+
+    Canonical so that a resend of the same ``RemoteExecutionContext`` matches even if a proxy
+    re-serialised it (key order, whitespace, escapes); any change of content gives another digest.
+    """
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def dedupe_key(event: ContactEvent, digest: str | None = None) -> str:
     """The spool's unique key: a redelivered webhook maps to the same key.
 
     ``OperationId`` identifies the platform operation; the record id is added because a bulk
     operation might, as far as the docs say, share one operation id across records (NOT FOUND
-    either way), and merging two records' events would silently drop one. Without an operation id
-    the record, message and time of the operation stand in.
+    either way), and merging two records' events would silently drop one.
+
+    Without an operation id nothing in the event tells two changes of one record apart (a body may
+    also lack ``OperationCreatedOn``, and two operations can share its millisecond), so the whole
+    body is the identity: ``digest`` (:func:`body_digest`). Dataverse resends the same serialised
+    context, which matches; a different change of the same record differs somewhere (its changed
+    attributes, time or correlation id) and is kept. Two byte-for-byte identical changes are one
+    change as far as the DAG is concerned: it re-reads the record either way. A caller that has no
+    body falls back to the record, message and time of the operation.
     """
     if event.operation_id:
         return f"op:{event.operation_id}:{event.id}"
+    if digest is not None:
+        return f"body:{event.entity}:{event.id}:{digest}"
     return f"rec:{event.entity}:{event.id}:{event.message}:{event.occurred_at}"
 
 
@@ -88,6 +111,7 @@ class SpoolStats:
     failed: int
     sent: int
     oldest_pending_received_at: float | None
+    live_bytes: int = 0  # see Spool.live_bytes
 
 
 class Spool:
@@ -110,6 +134,8 @@ class Spool:
             raise RuntimeError(f"SQLite refused WAL mode for {path} (got {mode})")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
+        # The WAL file is truncated to this after a checkpoint instead of keeping its peak size.
+        self._db.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT}")
         self._db.executescript(_SCHEMA)
 
     @contextmanager
@@ -127,15 +153,19 @@ class Spool:
         with self._lock:
             self._db.close()
 
-    def add(self, event: ContactEvent) -> bool:
-        """Store ``event`` durably; False when an event with the same key is already stored."""
+    def add(self, event: ContactEvent, *, digest: str | None = None) -> bool:
+        """Store ``event`` durably; False when an event with the same key is already stored.
+
+        ``digest`` is the webhook body's :func:`body_digest`, the identity of an event without an
+        operation id (see :func:`dedupe_key`).
+        """
         with self._transaction() as db:
             cursor = db.execute(
                 "INSERT INTO events (dedupe_key, operation_id, correlation_id, message, entity,"
                 " entity_id, occurred_at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (dedupe_key) DO NOTHING",
                 (
-                    dedupe_key(event),
+                    dedupe_key(event, digest),
                     event.operation_id,
                     event.correlation_id,
                     event.message,
@@ -230,6 +260,21 @@ class Spool:
                 "DELETE FROM events WHERE state = 'sent' AND received_at < ?", (received_before,)
             ).rowcount
 
+    def live_bytes(self) -> int:
+        """Bytes of the database's pages in use (committed data, also what is still in the WAL).
+
+        Pages freed by pruning stay in the file but are reused, so they do not count: the alarm
+        clears once delivered events are pruned, without a VACUUM. The WAL file itself is not
+        counted: SQLite checkpoints it every 1000 pages and ``journal_size_limit`` truncates it
+        back, so it adds at most ~4 MiB on disk.
+        """
+        with self._lock:
+            page_size, pages, free = (
+                self._db.execute(f"PRAGMA {pragma}").fetchone()[0]
+                for pragma in ("page_size", "page_count", "freelist_count")
+            )
+        return (pages - free) * page_size
+
     def stats(self) -> SpoolStats:
         with self._lock:
             counts = dict(
@@ -243,6 +288,7 @@ class Spool:
             failed=counts.get(FAILED, 0),
             sent=counts.get(SENT, 0),
             oldest_pending_received_at=oldest,
+            live_bytes=self.live_bytes(),
         )
 
     def failed_batches(self, limit: int = 10) -> list[dict[str, object]]:

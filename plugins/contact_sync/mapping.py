@@ -113,6 +113,9 @@ def _to_text(value: Any) -> str | None:
     return text or None
 
 
+_NUMBER_LIMIT = Decimal(10) ** 19
+
+
 def _to_number(value: Any) -> int | float | None:
     """Dataverse Money/Decimal as a JSON number; integral values as int so 1000 stays 1000."""
     if isinstance(value, bool):
@@ -127,6 +130,10 @@ def _to_number(value: Any) -> int | float | None:
         raise ConversionError("not a number") from None
     if not number.is_finite():
         raise ConversionError("not a finite number")
+    # No Dataverse number column goes past BigInt's 9,223,372,036,854,775,807 (learn.microsoft.com,
+    # "Types of columns"); a text like "1e999999999" would otherwise become a billion-digit int.
+    if abs(number) >= _NUMBER_LIMIT:
+        raise ConversionError("out of range for a Dataverse number")
     return int(number) if number == number.to_integral_value() else float(number)
 
 

@@ -22,6 +22,7 @@ def test_help_lists_the_four_benchmarks(capsys):
     ("argv", "option"),
     [
         (["latency", "--help"], "--events N"),
+        (["latency", "--help"], "--idle-seconds S"),
         (["burst", "--help"], "--per-event-contacts N"),
         (["reconcile", "--help"], "--contacts N [N ...]"),
         (["limits", "--help"], "--contacts N [N ...]"),

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import statistics
+import time
 
+import psutil
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bench.harness import calls_between, marketo_calls, percentile
-from bench.live import sync_calls
+from bench.latency import LEAD_TASKS, lead_task
+from bench.live import cpu_seconds, sync_calls
+from tests.support import REALTIME_TASK_IDS
 
 
 @given(st.lists(st.floats(0, 1e6), min_size=2, max_size=60))
@@ -78,3 +83,20 @@ def test_the_sync_calls_leave_out_the_benchmarks_own_creates():
         "answers": {"200": 2},
     }
     assert calls["marketo"]["total"] == 1
+
+
+def test_the_lead_task_is_found_in_the_products_shape_and_in_the_recipes():
+    assert lead_task(REALTIME_TASK_IDS) in LEAD_TASKS
+    assert lead_task(["parse_events", "sync_contacts", "report"]) == "sync_contacts"
+    assert lead_task(["parse_events", "upsert_leads", "report"]) == "upsert_leads"
+    with pytest.raises(ValueError, match="no lead-writing task"):
+        lead_task(["parse_events", "report"])
+
+
+def test_cpu_seconds_counts_what_a_process_burned():
+    me = psutil.Process(os.getpid())
+    before = cpu_seconds([me])[me.pid]
+    deadline = time.process_time() + 0.2
+    while time.process_time() < deadline:  # burn 0.2 s of CPU, whatever the wall clock does
+        pass
+    assert cpu_seconds([me])[me.pid] - before >= 0.19

@@ -2,14 +2,13 @@
 volumes, healthchecks and dependencies, and that every command it runs exists: Airflow commands
 against Airflow's own CLI parser, the relay and sandbox against their modules and settings.
 
-What the file cannot show (images pulling, containers starting) is covered by running the same
-shape locally: ``make test-distributed``.
+What the file cannot show (images building, containers starting, the sync through them) is
+proven by starting it: ``make test-compose`` (tests/deploy/test_compose_live.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import importlib
 import importlib.util
@@ -25,11 +24,14 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from deploy import airflow_init
 from devenv.airflow import DEFAULT_POOLS, PROJECT_ROOT
 from relay.settings import RelaySettings
 from sandbox import defaults
 
 COMPOSE = yaml.safe_load((PROJECT_ROOT / "docker-compose.yaml").read_text())
+# Compose reads it with docker-compose.yaml when no -f is given: the published ports.
+PUBLISHED = yaml.safe_load((PROJECT_ROOT / "docker-compose.override.yaml").read_text())["services"]
 DOCKERFILE = (PROJECT_ROOT / "Dockerfile").read_text()
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 AIRFLOW_SERVICES = sorted(name for name in SERVICES if name.startswith("airflow-"))
@@ -80,7 +82,7 @@ def url(service: str, setting: str) -> Any:
 
 
 def container_port(service: str) -> int:
-    (mapping,) = SERVICES[service]["ports"]
+    (mapping,) = PUBLISHED[service]["ports"]
     return int(str(mapping).rsplit(":", 1)[1])
 
 
@@ -92,6 +94,16 @@ def init_script_lines() -> list[str]:
 
 
 # -- services and wiring ------------------------------------------------------------------------
+
+
+def test_ports_are_published_only_by_the_override_file_compose_reads_by_itself():
+    assert not any("ports" in service for service in SERVICES.values())
+    assert set(PUBLISHED) == {"airflow-apiserver", "relay", "sandbox"}
+    for name, service in PUBLISHED.items():
+        assert set(service) == {"ports"}, f"{name}: the override only publishes ports"
+        for mapping in service["ports"]:
+            host = str(mapping).rsplit(":", 1)[0]
+            assert REFERENCE.match(host), f"{name}: host port {host} is not set from .env"
 
 
 def test_every_service_of_the_deployment_is_there():
@@ -305,34 +317,36 @@ def test_the_init_job_creates_the_pools_the_dags_and_devenv_use():
     assert pools == {pool.name: pool.slots for pool in DEFAULT_POOLS}
 
 
-def test_the_init_job_writes_the_passwords_of_exactly_the_users_the_api_server_knows():
-    (script,) = [line for line in init_script_lines() if line.startswith("python -c ")]
-    code = shlex.split(script)[2]
-    tree = ast.parse(code)  # a syntax error would fail here
-    (users,) = [node for node in ast.walk(tree) if isinstance(node, ast.Dict)]
-    written = {key.value for key in users.keys if isinstance(key, ast.Constant)}
-    variables = {
-        node.slice.value
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant)
-    }
-    init_env = env("airflow-init")
-    api_env = env("airflow-apiserver")
-    known = {
-        user.split(":")[0]
-        for user in api_env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(",")
-    }
+def test_the_init_job_sets_up_the_users_with_the_script_the_image_carries():
+    (script,) = [line for line in init_script_lines() if line.startswith("python ")]
+    path = PurePosixPath(shlex.split(script)[1])
+    copied = re.findall(r"^COPY \S+ (\S+) (\S+)$", DOCKERFILE, flags=re.MULTILINE)
+    (source,) = [src for src, dest in copied if dest == str(path)]
+    assert (PROJECT_ROOT / source).is_file()
+    # Every password the script reads is given to the init job, and to no long-running service
+    # but the relay (its own).
+    for _, _, variable in airflow_init.USERS:
+        assert REFERENCE.match(env("airflow-init")[variable])
+        for service in AIRFLOW_SERVICES:
+            if service != "airflow-init":
+                assert variable not in env(service)
 
-    assert written == known
-    assert variables <= set(init_env)
-    passwords_dir = str(
-        PurePosixPath(api_env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]).parent
-    )
-    mounts = {
-        name: {str(v).split(":")[1]: str(v).split(":")[0] for v in SERVICES[name]["volumes"]}
-        for name in ("airflow-init", "airflow-apiserver")
-    }
-    assert mounts["airflow-init"][passwords_dir] == mounts["airflow-apiserver"][passwords_dir]
+
+def test_the_deployment_uses_fabs_auth_manager_which_airflow_can_load():
+    path = env("airflow-apiserver")["AIRFLOW__CORE__AUTH_MANAGER"]
+    module, name = path.rsplit(".", 1)
+    manager = getattr(importlib.import_module(module), name)
+    assert manager.__name__ == "FabAuthManager"
+    for service in AIRFLOW_SERVICES:
+        assert env(service)["AIRFLOW__CORE__AUTH_MANAGER"] == path
+        assert not any("SIMPLE_AUTH_MANAGER" in variable for variable in env(service))
+
+
+@pytest.mark.parametrize("service", AIRFLOW_SERVICES)
+def test_airflow_services_read_the_scheduler_tuning_the_demo_reads(service: str):
+    (env_file,) = SERVICES[service]["env_file"]
+    assert (PROJECT_ROOT / env_file) == PROJECT_ROOT / "deploy" / "airflow-tuning.env"
+    assert (PROJECT_ROOT / env_file).is_file()
 
 
 # -- relay and sandbox --------------------------------------------------------------------------
@@ -381,11 +395,10 @@ def test_relay_settings_are_ones_the_relay_reads_and_point_at_the_api_server():
         container_port("airflow-apiserver"),
     )
     assert settings.port == container_port("relay")
-    users = dict(
-        user.split(":")
-        for user in env("airflow-apiserver")["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(",")
-    )
-    assert users[settings.airflow_username] == "user"  # may trigger runs, nothing more
+    # The relay's account is the one the init job limits to triggering and reading its DAG.
+    relay_users = [user for user, role, _ in airflow_init.USERS if role == airflow_init.RELAY_ROLE]
+    assert relay_users == [settings.airflow_username]
+    assert settings.dag_id == airflow_init.SYNC_DAG_ID
     assert settings.spool_path.parent.as_posix() in {
         str(v).split(":")[1] for v in SERVICES["relay"]["volumes"]
     }
@@ -404,7 +417,7 @@ def test_sandbox_options_are_ones_it_accepts():
     options = [arg for arg in command if arg.startswith("--")]
     assert options
     assert all(option in help_text for option in options)
-    ports = {int(str(p).rsplit(":", 1)[1]) for p in SERVICES["sandbox"]["ports"]}
+    ports = {int(str(p).rsplit(":", 1)[1]) for p in PUBLISHED["sandbox"]["ports"]}
     # The command sets no ports: the sandbox listens on its defaults.
     assert ports == {defaults.DATAVERSE_PORT, defaults.MARKETO_PORT}
     check = argv(SERVICES["sandbox"]["healthcheck"]["test"])[1]

@@ -136,6 +136,60 @@ def test_full_batches_never_wait_for_active_runs(
     assert not airflow.run_questions
 
 
+def test_leading_edge_a_lone_event_is_sent_at_once(
+    start_relay: Callable[..., RunningRelay], airflow: AirflowStandIn
+) -> None:
+    # A 60 s window: the event could only be delivered within wait_until's 5 s without it.
+    relay = start_relay(batch_leading_edge=True, batch_window_seconds=60.0)
+    [body] = _post_contacts(relay, 1)
+    wait_until(_all_sent(relay, 1), what="the lone event sent without waiting for the window")
+    [run] = airflow.triggers
+    assert run.body["dag_run_id"] == _expected_run_id([body])
+    assert not airflow.run_questions  # nothing sent lately: Airflow is not asked first
+
+
+def test_leading_edge_events_arriving_together_are_still_coalesced(
+    start_relay: Callable[..., RunningRelay], airflow: AirflowStandIn
+) -> None:
+    relay = start_relay(batch_leading_edge=True, batch_window_seconds=3.0, batch_max_events=5)
+    first = _post_contacts(relay, 1)
+    wait_until(_all_sent(relay, 1), what="the first event sent at once")
+
+    # Within the window after that trigger: full batches go at once, the rest at its end.
+    later = _post_contacts(relay, 11)
+    wait_until(_all_sent(relay, 12), what="12 events sent")
+
+    runs = [request.body for request in airflow.triggers]
+    assert [len(run["conf"]["events"]) for run in runs] == [1, 5, 5, 1]
+    sent_ids = [event["id"] for run in runs for event in run["conf"]["events"]]
+    assert sent_ids == [body["PrimaryEntityId"] for body in first + later]
+    assert runs[3]["dag_run_id"] == _expected_run_id(later[10:])
+
+
+def test_leading_edge_still_holds_a_partial_batch_while_airflow_is_busy(
+    start_relay: Callable[..., RunningRelay], airflow: AirflowStandIn
+) -> None:
+    airflow.runs_end = False
+    relay = start_relay(
+        batch_leading_edge=True,
+        batch_window_seconds=0.1,
+        batch_max_wait_seconds=30.0,
+        batch_hold_active_runs=1,
+    )
+    _post_contacts(relay, 1)
+    wait_until(_all_sent(relay, 1), what="the first event sent at once")
+    later = _post_contacts(relay, 3)
+    wait_until(lambda: relay.metric("relay_batches_held_total") >= 2, what="the batch held")
+    assert len(airflow.triggers) == 1
+
+    airflow.end_runs()
+
+    wait_until(_all_sent(relay, 4), what="the held batch sent")
+    runs = [request.body for request in airflow.triggers]
+    assert [len(run["conf"]["events"]) for run in runs] == [1, 3]
+    assert runs[1]["dag_run_id"] == _expected_run_id(later)
+
+
 def test_events_of_one_contact_all_go_into_the_batch(
     start_relay: Callable[..., RunningRelay], airflow: AirflowStandIn
 ) -> None:

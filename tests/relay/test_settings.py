@@ -25,9 +25,11 @@ def test_settings_are_read_from_env_and_secrets_stay_out_of_repr() -> None:
             "RELAY_BATCH_MAX_EVENTS": "100",
             "RELAY_BATCH_MAX_WAIT_SECONDS": "12",
             "RELAY_BATCH_HOLD_ACTIVE_RUNS": "4",
+            "RELAY_BATCH_LEADING_EDGE": " False ",
             "RELAY_PORT": "9000",
         }
     )
+    assert settings.batch_leading_edge is False
     assert settings.webhook_keys == ("key-a", "key-b")
     assert settings.accepted_messages == ("Create",)
     assert settings.accepted_entities == ("contact",)
@@ -55,6 +57,10 @@ def test_settings_are_read_from_env_and_secrets_stay_out_of_repr() -> None:
             "RELAY_BATCH_MAX_WAIT_SECONDS must not be negative",
         ),
         (
+            {"RELAY_WEBHOOK_KEYS": "k", "RELAY_BATCH_LEADING_EDGE": "maybe"},
+            "RELAY_BATCH_LEADING_EDGE must be true or false, not 'maybe'",
+        ),
+        (
             {"RELAY_WEBHOOK_KEYS": "k", "RELAY_BACKOFF_INITIAL_SECONDS": "0"},
             "RELAY_BACKOFF_INITIAL_SECONDS must be positive",
         ),
@@ -63,3 +69,10 @@ def test_settings_are_read_from_env_and_secrets_stay_out_of_repr() -> None:
 def test_invalid_settings_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         RelaySettings.from_env(env)
+
+
+def test_the_leading_edge_is_on_by_default_and_can_be_turned_off() -> None:
+    assert RelaySettings.from_env({"RELAY_WEBHOOK_KEYS": "k"}).batch_leading_edge is True
+    for word in ("true", "1", "ON"):
+        env = {"RELAY_WEBHOOK_KEYS": "k", "RELAY_BATCH_LEADING_EDGE": word}
+        assert RelaySettings.from_env(env).batch_leading_edge is True

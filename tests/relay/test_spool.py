@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from contact_sync.events import ContactEvent
-from relay.spool import FAILED, SENT, Spool, batch_id_for, dedupe_key
+from relay.spool import FAILED, SENT, Spool, batch_id_for, body_digest, dedupe_key
 
 
 def _event(**overrides: str | None) -> ContactEvent:
@@ -58,7 +58,26 @@ def test_events_survive_reopening_and_duplicates_stay_duplicates(path: Path) -> 
         reopened.close()
 
 
-def test_without_operation_id_the_record_message_and_time_are_the_key(path: Path) -> None:
+def test_without_operation_id_the_body_digest_is_the_key(path: Path) -> None:
+    contact = str(uuid.uuid4())
+    # No operation id, no time: only the bodies tell two changes of one contact apart.
+    event = _event(id=contact, operation_id=None, occurred_at=None)
+    first, second = body_digest({"city": "Redmond"}), body_digest({"city": "Seattle"})
+    assert body_digest({"b": 1, "a": [1, "é"]}) == body_digest({"a": [1, "é"], "b": 1})
+    spool = Spool(path)
+    try:
+        added = [spool.add(event, digest=d) for d in (first, second, second)]
+        assert added == [True, True, False]
+        # An operation id stays the key when there is one: the digest is not needed then.
+        with_op = _event(id=contact)
+        assert dedupe_key(with_op, first) == dedupe_key(with_op) == dedupe_key(with_op, second)
+    finally:
+        spool.close()
+
+
+def test_without_operation_id_or_body_the_record_message_and_time_are_the_key(
+    path: Path,
+) -> None:
     contact = str(uuid.uuid4())
     first = _event(id=contact, operation_id=None)
     same = _event(id=contact, operation_id=None, correlation_id=None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -13,6 +14,8 @@ from hypothesis import strategies as st
 
 from contact_sync.events import EventError, event_from_webhook
 from relay.app import WEBHOOK_PATH
+from relay.limits import RelayLimits
+from relay.spool import Spool
 from tests.relay.airflow_standin import PASSWORD
 from tests.relay.conftest import (
     CODE_KEYS,
@@ -256,3 +259,132 @@ def test_fuzz_malformed_bodies_never_5xx_and_store_nothing_invalid(
         assert len(relay.rows()) == before
     else:
         assert len(relay.rows()) == before + 1
+
+
+@pytest.mark.parametrize("opener", ["[", '{"a":'])
+def test_deeply_nested_json_is_400_not_500(relay: RunningRelay, opener: str) -> None:
+    # Python's JSON decoder recurses per level: 100,000 levels exceed its recursion limit.
+    raw = (opener * 100_000).encode()
+    response = relay.post(raw)
+    assert response.status_code == 400
+    assert response.json()["reason"] == "too_deep"
+    assert relay.rows() == []
+    assert relay.post(webhook_body()).status_code == 202  # still serving
+
+
+def test_messages_are_matched_case_insensitively_as_the_dag_does(relay: RunningRelay) -> None:
+    # contact_sync.events.refusal_reason casefolds the message; the relay must not drop what the
+    # DAG would sync.
+    response = relay.post(webhook_body(message="update"))
+    assert response.json()["status"] == "accepted"
+    [row] = relay.rows()
+    assert row["message"] == "update"
+
+
+def test_without_operation_id_and_time_two_updates_of_one_contact_are_both_kept(
+    relay: RunningRelay,
+) -> None:
+    contact = webhook_body()["PrimaryEntityId"]
+    bodies = []
+    for city in ("Redmond", "Seattle"):
+        body = webhook_body(contact_id=contact)
+        del body["OperationId"], body["OperationCreatedOn"]
+        body["InputParameters"][0]["value"]["Attributes"].append(
+            {"key": "address1_city", "value": city}
+        )
+        bodies.append(body)
+    statuses = [relay.post(body).json()["status"] for body in (*bodies, bodies[1])]
+    # Two distinct changes are both stored; Dataverse's resend of the second is recognised.
+    assert statuses == ["accepted", "accepted", "duplicate"]
+    assert [row["entity_id"] for row in relay.rows()] == [contact, contact]
+
+
+def test_a_redelivery_reserialised_differently_is_still_a_duplicate(relay: RunningRelay) -> None:
+    body = webhook_body()
+    del body["OperationId"]
+    compact = json.dumps(body, separators=(",", ":")).encode()
+    reordered = json.dumps(dict(reversed(list(body.items()))), indent=2).encode()
+    assert relay.post(compact).json()["status"] == "accepted"
+    assert relay.post(reordered).json()["status"] == "duplicate"
+    assert len(relay.rows()) == 1
+
+
+@pytest.mark.parametrize("depth", [500, 900, 990])
+def test_a_context_without_operation_id_nested_near_the_limit_is_never_500(
+    relay: RunningRelay, depth: int
+) -> None:
+    # Decodable, but hashing it for the dedupe key recurses deeper than decoding did.
+    body = webhook_body()
+    del body["OperationId"]
+    raw = json.dumps(body).encode()[:-1] + b',"Deep":' + b"[" * depth + b"]" * depth + b"}"
+    response = relay.post(raw)
+    assert response.status_code in (202, 400)
+    if response.status_code == 400:
+        assert response.json()["reason"] == "too_deep"
+    assert len(relay.rows()) == (response.status_code == 202)
+
+
+def test_past_the_spool_cap_webhooks_are_503_unread_and_the_alarm_shows(
+    start_relay: Callable[..., RunningRelay],
+) -> None:
+    relay = start_relay(batch_window_seconds=60.0)
+    assert relay.post(webhook_body()).status_code == 202
+    relay.stop()
+    # The same spool, reopened with its cap at what it holds now.
+    spool = Spool(relay.settings.spool_path)
+    size = spool.live_bytes()
+    spool.close()
+    assert size > 0
+    limits = RelayLimits(spool_alarm_bytes=size // 2, spool_max_bytes=size)
+    full = start_relay(batch_window_seconds=60.0, limits=limits)
+    response = full.post(webhook_body())
+    assert response.status_code == 503
+    assert response.json()["reason"] == "spool_full"
+    assert len(full.rows()) == 1  # nothing more stored
+    health = full.client.get("/healthz")
+    assert health.status_code == 503
+    assert (health.json()["spool_alarm"], health.json()["spool_full"]) == (True, True)
+    assert full.metric("relay_spool_alarm") == 1
+    assert full.metric("relay_spool_max_bytes") == size
+    assert full.metric('relay_webhooks_rejected_total{reason="spool_full"}') == 1
+
+
+def test_below_the_alarm_the_spool_size_is_reported_and_healthy(relay: RunningRelay) -> None:
+    relay.post(webhook_body())
+    health = relay.client.get("/healthz").json()
+    assert (health["spool_alarm"], health["spool_full"]) == (False, False)
+    assert relay.metric("relay_spool_bytes") == health["spool_bytes"] > 0
+    assert relay.metric("relay_spool_alarm") == 0
+
+
+def test_a_body_that_trickles_in_past_the_timeout_is_408_and_not_stored(
+    start_relay: Callable[..., RunningRelay],
+) -> None:
+    relay = start_relay(batch_window_seconds=60.0, limits=RelayLimits(body_timeout_seconds=0.5))
+    raw = json.dumps(webhook_body()).encode()
+
+    def trickle():  # half the body, then nothing until well past the timeout
+        yield raw[: len(raw) // 2]
+        stop.wait(5)
+        yield raw[len(raw) // 2 :]
+
+    stop = threading.Event()
+    try:
+        response = relay.post(trickle())
+    finally:
+        stop.set()
+    assert response.status_code == 408
+    assert response.json()["reason"] == "too_slow"
+    assert relay.rows() == []
+    assert relay.post(raw).status_code == 202
+
+
+def test_headers_over_the_limit_are_431_and_not_stored(
+    start_relay: Callable[..., RunningRelay],
+) -> None:
+    relay = start_relay(batch_window_seconds=60.0, limits=RelayLimits(max_header_bytes=4096))
+    response = relay.post(webhook_body(), headers={"x-padding": "p" * 5000})
+    assert response.status_code == 431
+    assert response.json()["reason"] == "headers_too_large"
+    assert relay.rows() == []
+    assert relay.post(webhook_body(), headers={"x-padding": "p" * 3000}).status_code == 202

@@ -8,6 +8,7 @@ a test must send the very same body several times.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sqlite3
@@ -23,18 +24,21 @@ import pytest
 
 from devenv.airflow import LocalAirflow
 from tests.fixtures import WEBHOOK_FIXTURE
-from tests.relay_live.conftest import (
+from tests.relay.conftest import (
     DAG_ID,
+    LIVE_POLL_SECONDS,
     WEBHOOK_KEY,
     create_contacts,
     delivered_once,
     email,
-    wait_for,
+    wait_until,
 )
 
 pytestmark = pytest.mark.e2e
 # Only the first test lets its run go through the DAG; later runs are created but held queued.
 on_hold = pytest.mark.usefixtures("runs_on_hold")
+# Airflow's API is polled four times a second, not a hundred.
+wait_for = functools.partial(wait_until, poll=LIVE_POLL_SECONDS)
 
 SUCCEEDED = 30  # asyncoperation statuscode of a delivery Dataverse counts as done
 
@@ -52,9 +56,9 @@ def all_sent(relay: Any) -> bool:
 
 
 def test_a_webhook_becomes_one_run_with_ids_only(
-    airflow_live: LocalAirflow, start_relay, dataverse, marketo
+    airflow_live: LocalAirflow, start_live_relay, dataverse, marketo
 ):
-    start_relay()
+    start_live_relay()
 
     [contact_id] = create_contacts(dataverse, 1, "single")
 
@@ -82,9 +86,9 @@ def test_a_webhook_becomes_one_run_with_ids_only(
 
 @on_hold
 def test_one_webhook_delivered_three_times_makes_one_run(
-    airflow_live: LocalAirflow, start_relay, dataverse
+    airflow_live: LocalAirflow, start_live_relay, dataverse
 ):
-    relay = start_relay()
+    relay = start_live_relay()
     contact = {"firstname": "Thrice", "lastname": "Relay", "emailaddress1": email("thrice", 0)}
     [contact_id] = dataverse.admin.seed(contacts=[contact])["contacts"]  # seeding fires nothing
     body = json.loads(WEBHOOK_FIXTURE.read_text())  # Microsoft's sample Update of a contact
@@ -121,9 +125,9 @@ BURST_MAX_EVENTS = 50
 
 @on_hold
 def test_a_burst_of_200_webhooks_makes_a_handful_of_runs(
-    airflow_live: LocalAirflow, start_relay, dataverse
+    airflow_live: LocalAirflow, start_live_relay, dataverse
 ):
-    start_relay(batch_window_seconds=BURST_WINDOW_SECONDS, batch_max_events=BURST_MAX_EVENTS)
+    start_live_relay(batch_window_seconds=BURST_WINDOW_SECONDS, batch_max_events=BURST_MAX_EVENTS)
     began = time.monotonic()
 
     contact_ids = create_contacts(dataverse, BURST, "burst")
@@ -145,11 +149,11 @@ TRICKLE_GAP_SECONDS = 0.5
 
 @on_hold
 def test_a_trickle_waits_while_airflow_is_busy_with_the_previous_run(
-    airflow_live: LocalAirflow, start_relay, dataverse
+    airflow_live: LocalAirflow, start_live_relay, dataverse
 ):
     # The DAG is paused, so every run stays queued (active), as behind a backlog. Events come
     # slower than the window: without the hold each would be a run of its own.
-    relay = start_relay(
+    relay = start_live_relay(
         batch_window_seconds=0.3, batch_max_wait_seconds=3.0, batch_hold_active_runs=1
     )
     contact_ids = []
@@ -178,10 +182,13 @@ def spool_states(spool_path: Path) -> Counter[str]:
 
 @on_hold
 def test_a_sigkilled_relay_loses_nothing_and_doubles_nothing(
-    airflow_live: LocalAirflow, start_relay, dataverse
+    airflow_live: LocalAirflow, start_live_relay, dataverse
 ):
-    relay = start_relay(
-        batch_window_seconds=KILLED_WINDOW_SECONDS, batch_max_events=KILLED_MAX_EVENTS
+    # The window rule (no leading edge): every partial batch waits, so the kill finds work.
+    relay = start_live_relay(
+        batch_window_seconds=KILLED_WINDOW_SECONDS,
+        batch_max_events=KILLED_MAX_EVENTS,
+        batch_leading_edge=False,
     )
     contact_ids = create_contacts(dataverse, KILLED_EVENTS, "killed")
     delivered(dataverse, KILLED_EVENTS)  # every one acknowledged: the relay owns them now
@@ -200,9 +207,9 @@ def test_a_sigkilled_relay_loses_nothing_and_doubles_nothing(
 
 @on_hold
 def test_events_wait_out_an_airflow_outage(
-    airflow_live: LocalAirflow, airflow_dag_ids: list[str], start_relay, dataverse
+    airflow_live: LocalAirflow, airflow_dag_ids: list[str], start_live_relay, dataverse
 ):
-    relay = start_relay()
+    relay = start_live_relay()
     airflow_live.stop()
     try:
         contact_ids = create_contacts(dataverse, 5, "outage")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import socket
-import time
 from pathlib import Path
 
 import httpx
@@ -63,15 +62,15 @@ def test_a_taken_port_is_refused_before_anything_starts(tmp_path: Path):
 def test_a_service_that_dies_fails_start_at_once_with_its_log(tmp_path: Path):
     # The spool path is a directory: SQLite cannot open it, so the relay exits at startup.
     relay = LocalRelay(relay_settings(tmp_path, spool_path=tmp_path), tmp_path)
-    began = time.monotonic()
 
     try:
+        # The exit itself is reported, not the start timeout (that would be TimeoutError): no
+        # stopwatch, which a busy machine would turn into a flaky test.
         with pytest.raises(ProcessExitedError, match="relay exited"):
-            relay.start(timeout=30)
+            relay.start(timeout=300)
     finally:
         relay.stop()
 
-    assert time.monotonic() - began < 15
     assert relay.leftovers() == []
 
 

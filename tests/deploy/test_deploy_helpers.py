@@ -1,0 +1,121 @@
+"""The helpers around docker-compose.yaml, without Docker: ``make env``'s writer, the host-network
+override the live test runs with, and the init job's check of its settings."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from cryptography.fernet import Fernet
+
+from deploy import airflow_init, make_env
+from deploy.compose_stack import COMPOSE_FILE, HostPorts, host_network_override
+
+COMPOSE = yaml.safe_load(COMPOSE_FILE.read_text())
+REQUIRED = {
+    name for name in __import__("re").findall(r"\$\{([A-Z][A-Z0-9_]*):\?", COMPOSE_FILE.read_text())
+}
+
+
+def test_make_env_writes_every_required_variable_with_fresh_private_secrets(tmp_path: Path):
+    first, second = tmp_path / "a.env", tmp_path / "b.env"
+    assert make_env.main(["--output", str(first)]) == 0
+    assert make_env.main(["--output", str(second)]) == 0
+
+    values, other = make_env.read(first), make_env.read(second)
+    assert set(values) >= REQUIRED
+    secrets = {"POSTGRES_PASSWORD", "AIRFLOW_JWT_SECRET", "AIRFLOW_ADMIN_PASSWORD"}
+    assert all(len(values[name]) >= 32 and values[name] != other[name] for name in secrets)
+    Fernet(values["AIRFLOW_FERNET_KEY"].encode())  # a key Airflow can use
+    assert stat.S_IMODE(first.stat().st_mode) == 0o600
+    dynamics = json.loads(values["AIRFLOW_CONN_DYNAMICS365_DEFAULT"])
+    assert urlsplit(dynamics["host"]).hostname == "sandbox"
+    assert values["AIRFLOW_API_PORT"] == "8080"
+
+
+def test_make_env_refuses_to_replace_a_file_unless_forced(tmp_path: Path, capsys):
+    path = tmp_path / ".env"
+    assert make_env.main(["--output", str(path)]) == 0
+    before = path.read_text()
+
+    assert make_env.main(["--output", str(path)]) == 1
+    assert "--force" in capsys.readouterr().err
+    assert path.read_text() == before
+
+    assert make_env.main(["--output", str(path), "--force", "--set", "RELAY_PORT=9999"]) == 0
+    assert make_env.read(path)["RELAY_PORT"] == "9999"
+    assert path.read_text() != before
+
+
+def test_make_env_names_a_bad_setting(tmp_path: Path):
+    with pytest.raises(make_env.EnvFileError, match="lower"):
+        make_env.generate(overrides={"lower": "x"})
+    with pytest.raises(make_env.EnvFileError, match="RELAY_PORT"):
+        make_env.render({"RELAY_PORT": "it's"})
+
+
+def test_values_compose_would_misread_are_quoted_and_read_back(tmp_path: Path):
+    values = {"A": "plain-value_1", "B": '{"x": "y z"}'}
+    make_env.write(tmp_path / ".env", values)
+    text = (tmp_path / ".env").read_text()
+    assert "A=plain-value_1\n" in text
+    assert "B='{" in text
+    assert make_env.read(tmp_path / ".env") == values
+
+
+def test_the_override_puts_every_service_on_the_hosts_network_at_distinct_ports():
+    ports = HostPorts.free()
+    override = host_network_override(ports)["services"]
+    assert set(override) == set(COMPOSE["services"])
+    assert len(set(vars(ports).values())) == len(vars(ports))
+    for name, service in override.items():
+        assert service["network_mode"] == "host"
+        assert {host.split(":")[0] for host in service["extra_hosts"]} == set(COMPOSE["services"])
+        assert {host.split(":")[1] for host in service["extra_hosts"]} == {"127.0.0.1"}
+        if "build" in COMPOSE["services"][name]:
+            assert service["build"]["network"] == "host"
+    api = override["airflow-apiserver"]["environment"]
+    # After the `@`: the password is a ${...} reference to .env, which urlsplit cannot parse.
+    database = api["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].rsplit("@", 1)[1]
+    assert database == f"postgres:{ports.postgres}/airflow"
+    assert urlsplit(api["AIRFLOW__CELERY__BROKER_URL"]).port == ports.redis
+    assert api["AIRFLOW__API__PORT"] == str(ports.api)
+    assert override["postgres"]["environment"]["PGPORT"] == str(ports.postgres)
+    assert str(ports.redis) in override["redis"]["command"]
+    relay = override["relay"]["environment"]
+    assert urlsplit(relay["RELAY_AIRFLOW_URL"]).port == ports.api
+    # The override changes where services listen, not what they are: no image, no secret.
+    for service in override.values():
+        assert "image" not in service
+        for value in service.get("environment", {}).values():
+            assert "dummy" not in value
+
+
+def test_the_override_names_only_environment_the_compose_file_already_sets():
+    override = host_network_override(HostPorts.free())["services"]
+    common = COMPOSE["services"]["airflow-apiserver"]["environment"]
+    new = set(override["airflow-apiserver"]["environment"]) - set(common)
+    # Only the port settings are new; everything else replaces a value of the file.
+    assert all("PORT" in name or name.endswith("__HOST") for name in new)
+
+
+def test_the_init_job_names_the_missing_passwords():
+    with pytest.raises(
+        airflow_init.InitError, match="AIRFLOW_ADMIN_PASSWORD, RELAY_AIRFLOW_PASSWORD"
+    ):
+        airflow_init.passwords_from({})
+    assert airflow_init.passwords_from(
+        {"AIRFLOW_ADMIN_PASSWORD": "a", "RELAY_AIRFLOW_PASSWORD": "r"}
+    ) == {"admin": "a", "relay": "r"}
+
+
+def test_the_relay_role_is_limited_to_its_dag():
+    resources = {resource for _, resource in airflow_init.RELAY_PERMISSIONS}
+    assert resources == {
+        f"DAG:{airflow_init.SYNC_DAG_ID}",
+        f"DAG Run:{airflow_init.SYNC_DAG_ID}",
+    }
