@@ -452,6 +452,9 @@ class LocalAirflow:
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor" if self.celery else "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            # The connection list's Test button (Airflow 3 ships it disabled): it runs the hooks'
+            # own test_connection for the Dynamics 365 and Marketo connection types.
+            "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
             # Airflow 3 dropped [database] load_default_connections: `db migrate` creates none.
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             # Edited DAGs show in the UI within seconds instead of the default 30.

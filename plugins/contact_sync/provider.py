@@ -17,6 +17,17 @@ from typing import Any
 
 PACKAGE_NAME = "contact-sync-airflow-provider"  # the distribution's name, as Airflow checks it
 
+# The port stays visible, and must be filled in, because of the UI's Test button: the connection
+# list posts the stored connection with ``port: Number(port)``, which is 0 for a connection saved
+# without one, and ``POST /api/v2/connections/test`` then answers 400 "The host or port to test
+# differs from the stored connection" (Airflow 3.3.2: ``_same_endpoint`` in apache/airflow's
+# ``airflow/api_fastapi/core_api/routes/public/connections.py`` treats "" and None as unset, not
+# 0). A saved port makes both sides equal; tests/ui/test_connection_form.py pins both cases.
+# The hooks accept the URL's own port (443 for https) and never write a default port into the
+# URL (see ``hooks._http.with_port``).
+PORT_LABEL = "Port (443, or the one in the URL)"
+PORT_PLACEHOLDER = "443 (Airflow's Test button needs it)"
+
 
 def _text(label: str, description: str, default: str | None = None) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": ["string", "null"]}
@@ -44,14 +55,16 @@ DYNAMICS365 = {
         "api_version": _text("Web API version", "The Dataverse Web API version.", "v9.2"),
     },
     "ui-field-behaviour": {
-        "hidden-fields": ["schema", "port"],
+        "hidden-fields": ["schema"],
         "relabeling": {
             "host": "Environment URL",
+            "port": PORT_LABEL,
             "login": "Client ID",
             "password": "Client secret",
         },
         "placeholders": {
             "host": "https://contoso.crm.dynamics.com",
+            "port": PORT_PLACEHOLDER,
             "login": "Application (client) id of the app registration",
             "password": "A client secret of the app registration",
         },
@@ -63,14 +76,16 @@ MARKETO = {
     "hook-class-name": "contact_sync.hooks.marketo.MarketoHook",
     "hook-name": "Adobe Marketo Engage",
     "ui-field-behaviour": {
-        "hidden-fields": ["schema", "port"],
+        "hidden-fields": ["schema"],
         "relabeling": {
             "host": "REST endpoint or Munchkin ID",
+            "port": PORT_LABEL,
             "login": "Client ID",
             "password": "Client secret",
         },
         "placeholders": {
             "host": "https://123-ABC-456.mktorest.com or 123-ABC-456",
+            "port": PORT_PLACEHOLDER,
             "login": "Client id of the LaunchPoint custom service",
             "password": "Client secret of the LaunchPoint custom service",
         },

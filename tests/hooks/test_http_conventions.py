@@ -191,6 +191,114 @@ def test_a_transport_failure_is_a_transport_error_of_its_service(monkeypatch):
     assert caught.value.status is None
 
 
+def test_an_unreachable_entra_id_is_a_transport_error_of_entra(dataverse, monkeypatch):
+    connect_dynamics(monkeypatch, dataverse.url, authority_host="http://127.0.0.1:9")
+
+    with pytest.raises(TransportError) as caught:
+        DynamicsHook().get_contacts([str(uuid.uuid4())], select=["lastname"])
+    ok, message = DynamicsHook().test_connection()
+
+    assert caught.value.service == "entra"
+    assert "/oauth2/v2.0/token" in str(caught.value)
+    assert not ok
+    assert message.startswith("URL: could not reach Entra ID; check the authority host.")
+    assert dataverse.admin.calls()["total"] == 0
+
+
+def test_an_unreachable_dataverse_is_a_transport_error_of_dataverse(monkeypatch, loopback_site):
+    entra = loopback_site({"/tenant/oauth2/v2.0/token": (200, "application/json", TOKEN)})
+    set_connection(
+        monkeypatch,
+        "dv",
+        conn_type="dynamics365",
+        host="http://127.0.0.1:9",
+        login="client",
+        password="secret",
+        extra={"tenant_id": "tenant", "authority_host": entra.url, "max_attempts": 1},
+    )
+
+    with pytest.raises(TransportError) as caught:
+        DynamicsHook("dv").get_contacts([str(uuid.uuid4())], select=["lastname"])
+    ok, message = DynamicsHook("dv").test_connection()
+
+    assert caught.value.service == "dataverse"
+    assert "/api/data/" in str(caught.value)
+    assert not ok
+    assert message.startswith("URL: could not reach the service; check the environment URL.")
+
+
+# --- The port field (shown in the form: the UI's Test button needs one stored) ------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [
+        ("https://contoso.crm.dynamics.com", 443, "https://contoso.crm.dynamics.com"),
+        ("contoso.crm.dynamics.com", None, "https://contoso.crm.dynamics.com"),
+        ("https://contoso.crm.dynamics.com", 0, "https://contoso.crm.dynamics.com"),
+        ("http://127.0.0.1:8080/", 8080, "http://127.0.0.1:8080"),
+        ("http://127.0.0.1", 8080, "http://127.0.0.1:8080"),
+        ("contoso.crm.dynamics.com", 8443, "https://contoso.crm.dynamics.com:8443"),
+    ],
+)
+def test_the_port_is_the_urls_own_or_added(monkeypatch, host, port, expected):
+    set_connection(
+        monkeypatch,
+        "dv",
+        conn_type="dynamics365",
+        host=host,
+        port=port,
+        login="client",
+        password="secret",
+        extra={"tenant_id": "tenant"},
+    )
+
+    settings = DynamicsHook("dv").settings
+
+    assert settings.environment_url == expected
+    # The token's audience and the nextLink check see the URL Dataverse uses, without ":443".
+    assert settings.scope == f"{expected}/.default"
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [
+        ("123-ABC-456", 443, "https://123-ABC-456.mktorest.com"),
+        ("https://123-abc-456.mktorest.com/rest", 443, "https://123-abc-456.mktorest.com"),
+        ("http://127.0.0.1:8080", 8080, "http://127.0.0.1:8080"),
+    ],
+)
+def test_marketo_takes_the_same_port_rule(monkeypatch, host, port, expected):
+    set_connection(
+        monkeypatch, "mk", conn_type="marketo", host=host, port=port, login="c", password="s"
+    )
+
+    assert MarketoHook("mk").settings.base_url == expected
+
+
+@pytest.mark.parametrize(
+    ("hook_class", "extra"), [(DynamicsHook, {"tenant_id": "tenant"}), (MarketoHook, {})]
+)
+def test_a_port_other_than_the_urls_names_both(monkeypatch, hook_class, extra):
+    set_connection(
+        monkeypatch,
+        "conn",
+        conn_type=hook_class.conn_type,
+        host="http://127.0.0.1:8080",
+        port=9090,
+        login="client",
+        password="secret",
+        extra=extra,
+    )
+
+    ok, message = hook_class("conn").test_connection()
+
+    assert not ok
+    assert "port 9090 differs from the port in the host URL (8080)" in message
+    # Airflow's test endpoint names the connection with a random id: the message names none.
+    assert "conn" not in message.lower()
+
+
 # --- The connection types, as JSON --------------------------------------------------------------
 
 

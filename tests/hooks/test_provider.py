@@ -10,7 +10,7 @@ import sys
 from contact_sync.hooks import dynamics, marketo
 from contact_sync.hooks.dynamics import DynamicsHook
 from contact_sync.hooks.marketo import MarketoHook
-from contact_sync.provider import PACKAGE_NAME, get_provider_info
+from contact_sync.provider import PACKAGE_NAME, PORT_LABEL, get_provider_info
 
 # Run in a fresh interpreter with no PYTHONPATH: the entry point and the hook classes must be
 # found from the installed distribution alone, as in an Airflow component started anywhere.
@@ -60,7 +60,9 @@ def test_airflow_finds_both_connection_types_without_pythonpath():
     for meta in (dv, mk):
         assert meta["standard_fields"]["login"]["title"] == "Client ID"
         assert meta["standard_fields"]["password"]["title"] == "Client secret"
-        assert meta["standard_fields"]["port"]["hidden"] is True
+        # Shown: the UI's Test button needs a stored port (see contact_sync.provider).
+        assert meta["standard_fields"]["port"]["hidden"] is False
+        assert meta["standard_fields"]["port"]["title"] == PORT_LABEL
         assert meta["standard_fields"]["url_schema"]["hidden"] is True
     titles = {k: v["schema"]["title"] for k, v in dv["extra_fields"].items()}
     assert titles == {

@@ -250,7 +250,8 @@ def test_restart_resends_the_same_batch_under_the_same_run_id(
     start_relay: Callable[..., RunningRelay], airflow: AirflowStandIn
 ) -> None:
     airflow.script(*[503] * 1000)
-    first = start_relay()
+    # A window the four posts surely fit in, also on a loaded machine: one batch.
+    first = start_relay(batch_window_seconds=2.0)
     bodies = _post_contacts(first, 4)
     wait_until(lambda: len(airflow.triggers) >= 2, what="failed attempts")
     first.stop()

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from functools import cached_property
 from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from airflow.sdk import BaseHook
@@ -289,13 +290,21 @@ class RetryingCaller:
         self._sleep = sleep
 
     def send(
-        self, method: str, url: str, *, idempotent: bool = True, **kwargs: Any
+        self,
+        method: str,
+        url: str,
+        *,
+        idempotent: bool = True,
+        service: str | None = None,
+        **kwargs: Any,
     ) -> requests.Response:
         """One HTTP exchange with the ``(connect, read)`` timeout.
 
         A failure to connect is always retryable (the request never arrived); a read timeout only
         for idempotent requests, as a write may have happened. The exception text of ``requests``
-        holds the full URL, so it is replaced by a redacted one (``from None``).
+        holds the full URL, so it is replaced by a redacted one (``from None``). ``service``
+        names another service than the caller's for a transport failure (Dataverse's tokens come
+        from Entra ID).
         """
         # A method override (Marketo's ``POST ...?_method=GET`` lookups) is what the call does.
         override = (kwargs.get("params") or {}).get("_method")
@@ -306,7 +315,7 @@ class RetryingCaller:
             error = TransportError(
                 f"{method} {_path_of(url)} failed: {type(exc).__name__} "
                 f"(timeout {self.timeout[0]:g}/{self.timeout[1]:g} s)",
-                service=self._service,  # type: ignore[arg-type]
+                service=service or self._service,  # type: ignore[arg-type]
             )
             never_arrived = isinstance(exc, requests.ConnectionError | requests.ConnectTimeout)
             if idempotent or never_arrived:
@@ -451,6 +460,37 @@ def unexpected_answer(response: requests.Response, *, service: str, what: str) -
     )
 
 
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def with_port(url: str, port: int | None, conn_id: str) -> str:
+    """``url`` with the Connection's ``port``, which may only repeat the port the URL has.
+
+    The UI form asks for the port (its Test button needs one stored: see
+    ``contact_sync.provider``); JSON connections may leave it out, and 0 counts as none. A port
+    that is the URL's own (explicit, or 443 for https) leaves the URL as it is: Entra ID scopes
+    and Dataverse's ``@odata.nextLink`` name the environment without ``:443``, and the hooks
+    compare those URLs as text. Another port is added to a URL that names none.
+    """
+    if not port:
+        return url
+    parts = urlsplit(url)
+    try:
+        explicit = parts.port
+    except ValueError:
+        raise ConfigurationError(
+            f"Connection {conn_id!r}: host has an invalid port ({parts.netloc})"
+        ) from None
+    if port == (explicit or _DEFAULT_PORTS.get(parts.scheme.lower())):
+        return url
+    if explicit is not None:
+        raise ConfigurationError(
+            f"Connection {conn_id!r}: port {port} differs from the port in the host URL "
+            f"({explicit}); make them equal or remove the port from the URL"
+        )
+    return urlunsplit(parts._replace(netloc=f"{parts.netloc}:{port}"))
+
+
 # --- The shared hook --------------------------------------------------------------------------
 
 
@@ -560,8 +600,17 @@ class ServiceHook(BaseHook):
         return str(error)
 
     def test_connection(self) -> tuple[bool, str]:
-        """Airflow's "Test connection" (the UI's Test button): a token and one cheap read."""
+        """Airflow's "Test connection" (the UI's Test button): a token and one cheap read.
+
+        The message leaves out the connection id: the API's test endpoint hands the hook a
+        random transient id, which would name no connection the user knows, and the user knows
+        which connection they are testing.
+        """
         try:
             return True, self._check()
         except (ServiceError, ConfigurationError) as exc:
-            return False, self._explain(exc)
+            message = self._explain(exc)
+        quoted = repr(self.conn_id)
+        return False, message.replace(f"Connection {quoted}: ", "").replace(
+            f" of connection {quoted}", ""
+        )

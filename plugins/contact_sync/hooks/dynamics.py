@@ -4,7 +4,7 @@ Connection ``dynamics365_default``, of type ``dynamics365`` ("Dynamics 365 (Data
 the UI's connection form; ``http`` still works in JSON):
 
 - ``host``: the environment URL, ``https://contoso.crm.dynamics.com`` (``https://`` is assumed
-  when no scheme is given; ``port`` is appended when set);
+  when no scheme is given); ``port``: empty, or the URL's port (443; the UI form asks for it);
 - ``login`` / ``password``: the app registration's client id and client secret;
 - ``extra`` (JSON)::
 
@@ -69,6 +69,7 @@ from contact_sync.hooks._http import (
     parse_retry_after,
     response_excerpt,
     unexpected_answer,
+    with_port,
 )
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ class DynamicsHook(ServiceHook):
         conn, extras, common = self._read_connection(
             host_what="the environment URL", extras=_EXTRAS
         )
-        environment_url = _base_url(conn.host, conn.port)
+        environment_url = with_port(_base_url(conn.host), conn.port, self.conn_id)
         resource_url = extras.text("resource_url", environment_url).rstrip("/")
         authority = extras.text("authority_host", "https://login.microsoftonline.com").rstrip("/")
         tenant = extras.required_text("tenant_id", "the Entra ID directory (tenant) id")
@@ -152,6 +153,7 @@ class DynamicsHook(ServiceHook):
         response = self._caller.send(
             "POST",
             settings.token_url,
+            service="entra",
             data={
                 "grant_type": "client_credentials",
                 "client_id": settings.client_id,
@@ -335,6 +337,8 @@ class DynamicsHook(ServiceHook):
                 "Credentials: Dataverse refused a fresh token; is the app registration an "
                 f"application user of this environment? {text}"
             )
+        if isinstance(error, TransportError) and error.service == "entra":
+            return f"URL: could not reach Entra ID; check the authority host. {text}"
         if isinstance(error, TransportError):
             return f"URL: could not reach the service; check the environment URL. {text}"
         if isinstance(error, NotFoundError):
@@ -400,8 +404,6 @@ def _chunks_fitting(
     return [ids[i : i + capacity] for i in range(0, len(ids), capacity)]
 
 
-def _base_url(host: str, port: int | None) -> str:
+def _base_url(host: str) -> str:
     url = host.strip().rstrip("/")
-    if "://" not in url:
-        url = f"https://{url}"
-    return f"{url}:{port}" if port else url
+    return url if "://" in url else f"https://{url}"

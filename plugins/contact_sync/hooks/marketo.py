@@ -5,6 +5,7 @@ form; ``http`` still works in JSON):
 
 - ``host``: the REST base URL, ``https://123-ABC-456.mktorest.com``, or just the Munchkin id
   ``123-ABC-456``, which expands to that URL (a trailing ``/rest`` or ``/identity`` is dropped);
+- ``port``: empty, or the URL's port (443; the UI form asks for it);
 - ``login`` / ``password``: the LaunchPoint custom service's client id and client secret;
 - ``extra`` (JSON), all optional::
 
@@ -62,6 +63,7 @@ from contact_sync.hooks._http import (
     json_or_none,
     response_excerpt,
     unexpected_answer,
+    with_port,
 )
 from contact_sync.hooks._limiter import CallLimiter, LimiterSettings, shared_limiter
 from contact_sync.models import MAX_RECORDS_PER_CALL
@@ -159,7 +161,7 @@ class MarketoHook(ServiceHook):
         )
         return MarketoSettings(
             **common,
-            base_url=rest_base_url(conn.host, conn.port),
+            base_url=with_port(rest_base_url(conn.host), conn.port, self.conn_id),
             limits=LimiterSettings(
                 max_calls=extras.integer("rate_limit_calls", DEFAULT_LIMITS.max_calls),
                 window_s=extras.number("rate_limit_window_s", DEFAULT_LIMITS.window_s),
@@ -418,7 +420,7 @@ class MarketoHook(ServiceHook):
         return text
 
 
-def rest_base_url(host: str, port: int | None = None) -> str:
+def rest_base_url(host: str) -> str:
     """The REST base URL from a Connection host: a URL, a bare host name or a Munchkin id."""
     host = host.strip().rstrip("/")
     if _MUNCHKIN_ID.match(host):
@@ -427,7 +429,7 @@ def rest_base_url(host: str, port: int | None = None) -> str:
         host = f"https://{host}"
     for suffix in ("/rest", "/identity"):
         host = host.removesuffix(suffix)
-    return f"{host}:{port}" if port else host
+    return host
 
 
 def _log_outcomes(kind: str, outcomes: Sequence[_RecordOutcome]) -> None:
