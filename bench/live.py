@@ -32,7 +32,7 @@ from bench.harness import calls_between
 from devenv.airflow import DEFAULT_RELAY, LocalAirflow
 from devenv.demo import CONTACT_ID_FIELD, PARALLELISM, SYNC_DAG_ID
 from devenv.relay import LocalRelay
-from devenv.sandbox import LocalSandbox
+from devenv.sandbox import LocalSandbox, ledger_env
 from devenv.session import deaf_to_stop_signals, reset_state_dir, sigterm_as_exit
 from relay.settings import RelaySettings
 from sandbox.dataverse.admin import DataverseAdmin
@@ -79,7 +79,8 @@ class LiveStack:
             work_dir / "airflow",
             _dags_folder(work_dir / "dags", dag_files),
             port=0,
-            env=self.sandbox.connection_env(),  # the hooks' production settings
+            # The hooks' production settings, and the sync ledger the report task writes.
+            env={**self.sandbox.connection_env(), **ledger_env(work_dir / "ledger.db")},
             parallelism=PARALLELISM,
             tuning=tuning,
         )

@@ -96,9 +96,51 @@ def ensure_users(passwords: Mapping[str, str]) -> None:
             log.info("updated user %s (role %s, password reset)", username, role_name)
 
 
+LEDGER_ENV = "AIRFLOW_CONN_CONTACT_SYNC_LEDGER"
+
+
+def ensure_ledger_database(environ: Mapping[str, str]) -> None:
+    """Create the sync ledger's PostgreSQL database when it is on Airflow's server and missing.
+
+    The ledger creates its own tables on first use; the database itself must exist. The official
+    postgres image creates only ``POSTGRES_DB`` (Airflow's), so this job adds the ledger's, with
+    Airflow's database role, at every start (a no-op once it exists). A ledger on another server
+    is that server's owner's to create.
+    """
+    import psycopg2
+    from psycopg2 import sql
+    from sqlalchemy.engine import make_url
+
+    uri = environ.get(LEDGER_ENV, "")
+    if not uri.startswith(("postgresql://", "postgres://")):
+        return
+    ledger = make_url(uri.replace("postgres://", "postgresql://", 1))
+    airflow = make_url(environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    if (ledger.host, ledger.port or 5432) != (airflow.host, airflow.port or 5432):
+        return
+    connection = psycopg2.connect(
+        host=airflow.host,
+        port=airflow.port or 5432,
+        user=airflow.username,
+        password=airflow.password,
+        dbname=airflow.database,
+    )
+    try:
+        connection.autocommit = True  # CREATE DATABASE cannot run in a transaction
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (ledger.database,))
+            if cursor.fetchone() is None:
+                create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(ledger.database))
+                cursor.execute(create)
+                log.info("created the sync ledger's database %s", ledger.database)
+    finally:
+        connection.close()
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
+        ensure_ledger_database(os.environ)
         ensure_users(passwords_from(os.environ))
     except InitError as exc:
         print(f"airflow-init: {exc}", file=sys.stderr)

@@ -55,8 +55,9 @@ def generate(
     overrides: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Every variable docker-compose.yaml needs, secrets freshly drawn."""
+    postgres_password = _secret()
     values = {
-        "POSTGRES_PASSWORD": _secret(),
+        "POSTGRES_PASSWORD": postgres_password,
         # Fernet wants 32 random bytes in URL-safe base64, exactly what Fernet.generate_key() makes.
         "AIRFLOW_FERNET_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "AIRFLOW_JWT_SECRET": _secret(),
@@ -65,6 +66,10 @@ def generate(
         "RELAY_AIRFLOW_PASSWORD": _secret(),
         "RELAY_WEBHOOK_KEY": _secret(),
         **connection_env(dataverse_url, marketo_url),
+        # The sync ledger: a database of its own on the postgres service, created by airflow-init.
+        "AIRFLOW_CONN_CONTACT_SYNC_LEDGER": (
+            f"postgresql://airflow:{postgres_password}@postgres:5432/contact_sync_ledger"
+        ),
         **DEFAULT_PORTS,
     }
     for name, value in (overrides or {}).items():

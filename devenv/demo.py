@@ -37,13 +37,16 @@ from contact_sync.report import text_table
 from devenv.airflow import DEFAULT_ADMIN, DEFAULT_RELAY, AirflowApiError, LocalAirflow
 from devenv.processes import ProcessExitedError
 from devenv.relay import LocalRelay
-from devenv.sandbox import LocalSandbox
+from devenv.sandbox import LocalSandbox, ledger_env
 from devenv.service import PROJECT_ROOT, PortInUseError, require_free_port
 from devenv.session import deaf_to_stop_signals, reset_state_dir, sigterm_as_exit
 from relay.settings import DEFAULT_PORT as RELAY_PORT
 from relay.settings import RelaySettings
 from sandbox import defaults
 from sandbox.dataverse.admin import DataverseAdmin
+
+#: The Contact sync page (plugins/contact_sync_plugin.py) on Airflow's API server.
+CONTACT_SYNC_PAGE = "/contact-sync/"
 
 SYNC_DAG_ID = "dynamics_contact_to_marketo"
 RECONCILIATION_DAG_ID = "dynamics_marketo_reconciliation"
@@ -431,6 +434,10 @@ class Demo:
             env={
                 **self.sandbox.connection_env(),
                 "CONTACT_SYNC_MAPPINGS_DIR": str(self.mappings_dir),
+                # The sync ledger the report tasks write and the Contact sync page reads, and
+                # the relay whose backlog that page shows.
+                **ledger_env(state_dir / "ledger.db"),
+                "CONTACT_SYNC_RELAY_URL": self.relay.url,
             },
             parallelism=PARALLELISM,
         )
@@ -502,6 +509,10 @@ class Demo:
         self._print_outcome(outcome, records)
         seen = {run["dag_run_id"] for run in runs}
         outcome.problems += self._account_and_removal(records, seen, timeout)
+        self.say(
+            f"Contact sync {self.airflow.url}{CONTACT_SYNC_PAGE}  "
+            "(every contact's outcome; the rejected under Errors)"
+        )
         return outcome
 
     def _account_and_removal(

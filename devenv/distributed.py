@@ -207,13 +207,22 @@ class LocalPostgres(_ThrowawayServer):
         return True
 
     def _create_database(self) -> None:
+        self.create_database(self.database)
+
+    def create_database(self, name: str) -> str:
+        """Create another database on this server (e.g. the sync ledger, beside Airflow's) and
+        return its ``postgresql://`` URI, as an Airflow Connection takes it (password included:
+        do not log it)."""
+        if not name.replace("_", "").isalnum():
+            raise ValueError(f"database name must be letters, digits and _; got {name!r}")
         connection = self._connect("postgres")
         try:
             connection.autocommit = True  # CREATE DATABASE cannot run in a transaction
             with connection.cursor() as cursor:
-                cursor.execute(f'CREATE DATABASE "{self.database}"')
+                cursor.execute(f'CREATE DATABASE "{name}"')
         finally:
             connection.close()
+        return f"postgresql://{self.user}:{self._password}@127.0.0.1:{self.port}/{name}"
 
 
 class LocalRedis(_ThrowawayServer):

@@ -35,11 +35,41 @@ from typing import TYPE_CHECKING
 import pytest
 
 from devenv.airflow import PROJECT_ROOT, LocalAirflow
+from devenv.sandbox import LEDGER_ENV, ledger_env
 
 if TYPE_CHECKING:
+    from contact_sync.ledger import Ledger
     from devenv.relay import LocalRelay
     from devenv.sandbox import LocalSandbox
     from relay.settings import RelaySettings
+
+
+def ledger_of(airflow: LocalAirflow) -> Ledger:
+    """The sync ledger a live Airflow's ``report`` tasks write (from its connection env)."""
+    from contact_sync.ledger import Ledger
+
+    return Ledger(airflow.extra_env[LEDGER_ENV])
+
+
+@pytest.fixture(autouse=True)
+def contact_sync_ledger(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Ledger]:
+    """Every test's own sync ledger (SQLite), as ``AIRFLOW_CONN_CONTACT_SYNC_LEDGER``.
+
+    The DAGs' ``report`` tasks need one; in-process runs (``dag.test``) write here, and a test
+    reads it through this fixture. A test may delete or replace the variable.
+    """
+    from contact_sync.ledger import Ledger
+
+    path = tmp_path_factory.mktemp("ledger") / "ledger.db"
+    for name, value in ledger_env(path).items():
+        monkeypatch.setenv(name, value)
+    ledger = Ledger(f"sqlite:///{path}")
+    try:
+        yield ledger
+    finally:
+        ledger.close()
 
 
 class AirflowInstances:
@@ -60,7 +90,11 @@ class AirflowInstances:
             self._current.wait_for_dags(dag_ids)
             return self._current
         self.close()
-        airflow = LocalAirflow(self._new_home(), dags_folder, port=0, env=env)
+        home = self._new_home()
+        # The report tasks write the sync ledger: one in the instance's home unless the module
+        # chose another (tests read it with ``ledger_of(airflow_live)``).
+        env = {**ledger_env(home / "ledger.db"), **env}
+        airflow = LocalAirflow(home, dags_folder, port=0, env=env)
         airflow.start(dag_ids)
         self._current, self._key = airflow, key
         return airflow

@@ -68,6 +68,20 @@ def connection_env(
     }
 
 
+# The sync ledger's connection id (contact_sync.ledger.LEDGER_CONN_ID), for the same reason.
+LEDGER_CONN_ID = "contact_sync_ledger"
+LEDGER_ENV = f"AIRFLOW_CONN_{LEDGER_CONN_ID.upper()}"
+
+
+def ledger_env(database: Path | str) -> dict[str, str]:
+    """``AIRFLOW_CONN_CONTACT_SYNC_LEDGER``: the sync ledger in a SQLite file (made absolute, so
+    every Airflow component opens the same file), or a ``postgresql://`` URI as given."""
+    text = str(database)
+    if text.startswith(("postgresql://", "postgres://")):
+        return {LEDGER_ENV: text}
+    return {LEDGER_ENV: f"sqlite:///{Path(database).resolve()}"}
+
+
 class LocalSandbox(LocalService):
     """``python -m sandbox`` on loopback; a port of 0 picks a free one (tests), the demo passes
     the defaults (8701, 8702) and gets ``PortInUseError`` when one is taken."""

@@ -304,6 +304,7 @@ class Ledger:
         *,
         dry_run: bool = False,
         at: datetime | None = None,
+        counts: Mapping[str, int] | None = None,
     ) -> RunSummary:
         """Record a run's outcomes and its summary, replacing what the same run recorded before.
 
@@ -311,6 +312,9 @@ class Ledger:
         ``contact_id``, ``status`` (or ``outcome``) and optionally ``lead_id``, ``reason_code``,
         ``reason`` and ``changed`` (field names). Replacing makes a retried ``report`` task
         idempotent: one run never has two sets of rows. One transaction: all or nothing.
+        ``counts`` (outcome → contacts) overrides the run row's counts when ``outcomes`` lists
+        only some of the run's contacts (the reconciliation records its ``unchanged`` ones as a
+        count only).
         """
         if not dag_id or not run_id:
             raise ValueError("record_run needs a dag_id and a run_id")
@@ -319,11 +323,13 @@ class Ledger:
         dry_run = dry_run or source == "dry run"
         moment = _aware(at) if at is not None else datetime.now(UTC)
         rows = [_outcome_row(item, index) for index, item in enumerate(outcomes)]
-        counts: dict[str, int] = {}
+        tally: dict[str, int] = {}
         for row in rows:
-            counts[row["outcome"]] = counts.get(row["outcome"], 0) + 1
+            tally[row["outcome"]] = tally.get(row["outcome"], 0) + 1
+        if counts is not None:
+            tally = {str(status): int(n) for status, n in counts.items() if n}
         common = {"dag_id": dag_id, "run_id": run_id, "source": source, "dry_run": dry_run}
-        run_row = {**common, "counts": json.dumps(counts, sort_keys=True), "recorded_at": moment}
+        run_row = {**common, "counts": json.dumps(tally, sort_keys=True), "recorded_at": moment}
         outcome_rows = [{**common, **row, "recorded_at": moment} for row in rows]
         this_run = and_(_outcomes.c.dag_id == dag_id, _outcomes.c.run_id == run_id)
 
@@ -341,7 +347,7 @@ class Ledger:
         log.info(
             "ledger: recorded %d outcome(s) of %s run %s (%s)", len(rows), dag_id, run_id, source
         )
-        return RunSummary(dag_id, run_id, source, dry_run, moment, counts)
+        return RunSummary(dag_id, run_id, source, dry_run, moment, tally)
 
     def purge(self, older_than: timedelta | None = None, *, now: datetime | None = None) -> int:
         """Delete outcome and run rows older than ``older_than`` (default: the retention

@@ -18,9 +18,21 @@ from contact_sync.models import OUTCOME_STATUSES, Outcome
 
 __all__ = ["MAX_LISTED", "RunReport", "summarise_api_calls", "text_table"]
 
+#: How a dry run's headline names the writes it did not make (the statuses stay the pipeline's).
+_WOULD = {
+    "created": "would create",
+    "updated": "would update",
+    "flagged": "would flag",
+    "deleted": "would delete",
+}
+
 #: Rejected contacts listed by id in the report (XCom lives in the metadata DB; a full pass over a
 #: large table may reject many). The task log lists every one of them, page by page.
 MAX_LISTED = 1_000
+#: Outcomes other than ``unchanged`` a report carries for the sync ledger (the reconciliation's
+#: ``report`` task records them). Each is ~0.3 kB of XCom; a first full pass that creates more
+#: leads than this records the rest as counts only (the run row) and says so in its log.
+MAX_RECORDED = 20_000
 
 
 def summarise_api_calls(
@@ -54,6 +66,13 @@ class RunReport:
     windows: list[str] = field(default_factory=list)
     pages: int = 0
     api_calls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: True when the run wrote nothing to Marketo: its counts are what it WOULD have done.
+    dry_run: bool = False
+    #: :meth:`Outcome.to_dict` of every contact that was written, flagged, deleted or rejected
+    #: (up to :data:`MAX_RECORDED`): what the ledger records per contact. ``unchanged`` ones are
+    #: only counted, so a nightly pass over an in-sync table stays small in XCom.
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+    unrecorded: int = 0
 
     @classmethod
     def build(
@@ -89,9 +108,17 @@ class RunReport:
         """Count outcomes; rejected contacts are listed up to :data:`MAX_LISTED`."""
         for outcome in outcomes:
             self.counts[outcome.status] += 1
+            if outcome.status != "unchanged":
+                self._record(outcome.to_dict())
             if outcome.status == "rejected":
                 self.reasons[outcome.reason_code or "unknown"] += 1
                 self._list({"contact_id": outcome.contact_id, "reason": outcome.reason})
+
+    def _record(self, outcome: dict[str, Any]) -> None:
+        if len(self.outcomes) < MAX_RECORDED:
+            self.outcomes.append(outcome)
+        else:
+            self.unrecorded += 1
 
     def _list(self, rejected: dict[str, str | None]) -> None:
         if len(self.rejected) < MAX_LISTED:
@@ -110,9 +137,13 @@ class RunReport:
             for rejected in report.rejected:
                 merged._list(rejected)
             merged.unlisted += report.unlisted
+            for outcome in report.outcomes:
+                merged._record(outcome)
+            merged.unrecorded += report.unrecorded
             merged.refused += report.refused
             merged.windows += report.windows
             merged.pages += report.pages
+            merged.dry_run = merged.dry_run or report.dry_run
             calls.append({service: c["by_endpoint"] for service, c in report.api_calls.items()})
         merged.api_calls = summarise_api_calls(calls)
         return merged
@@ -130,6 +161,9 @@ class RunReport:
             "windows": list(self.windows),
             "pages": self.pages,
             "api_calls": self.api_calls,
+            "dry_run": self.dry_run,
+            "outcomes": [dict(item) for item in self.outcomes],
+            "outcomes_not_recorded": self.unrecorded,
         }
 
     @classmethod
@@ -144,11 +178,48 @@ class RunReport:
             windows=list(data["windows"]),
             pages=data["pages"],
             api_calls={service: dict(calls) for service, calls in data["api_calls"].items()},
+            # Summaries written before dry runs existed have no flag: they were real runs.
+            dry_run=bool(data.get("dry_run", False)),
+            outcomes=[dict(item) for item in data.get("outcomes", [])],
+            unrecorded=data.get("outcomes_not_recorded", 0),
         )
+
+    def headline(self) -> str:
+        """The outcome in one line, for the run's note: ``2 created, 1 rejected: no email``.
+
+        A dry run says what it would have written: ``dry run: would create 2, 1 unchanged``.
+        """
+        statuses = [*OUTCOME_STATUSES, *sorted(set(self.counts) - set(OUTCOME_STATUSES))]
+        parts = []
+        for status in statuses:
+            count = self.counts[status]
+            if not count:
+                continue
+            if status == "rejected":
+                reasons = self.reasons.most_common()
+                if len(reasons) == 1:
+                    parts.append(f"{count} rejected: {reasons[0][0]}")
+                else:
+                    detail = ", ".join(f"{n} {reason}" for reason, n in reasons)
+                    parts.append(f"{count} rejected ({detail})")
+            elif self.dry_run and status in _WOULD:
+                parts.append(f"{_WOULD[status]} {count}")
+            else:
+                parts.append(f"{count} {status}")
+        if self.refused:
+            parts.append(f"{len(self.refused)} conf item(s) refused")
+        text = ", ".join(parts) or "no contacts"
+        return f"dry run: {text}" if self.dry_run else text
 
     def as_text(self) -> str:
         """Plain-text tables for the task log."""
         lines: list[str] = []
+        if self.dry_run:
+            lines += [
+                "Dry run: nothing was written to Marketo; created/updated/flagged/deleted "
+                "are the writes it would have made.",
+                "",
+            ]
         if self.windows:
             lines += [f"Windows: {'; '.join(self.windows)} ({self.pages} page(s))", ""]
         rows: list[tuple[Any, Any]] = [("outcome", "contacts")]

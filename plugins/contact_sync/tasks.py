@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import ExceptionRetryPolicy, RetryAction, RetryRule
+from airflow.sdk import ExceptionRetryPolicy, RetryAction, RetryRule, get_current_context
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
 from contact_sync import pipeline
@@ -29,6 +29,7 @@ from contact_sync.errors import NEVER_RETRY
 from contact_sync.events import EventError, SyncRequest, parse_run_conf
 from contact_sync.hooks.dynamics import DynamicsHook
 from contact_sync.hooks.marketo import MarketoHook
+from contact_sync.ledger import LEDGER_CONN_ID, Ledger
 from contact_sync.mapping import Mappings, load_mappings
 from contact_sync.models import Outcome
 from contact_sync.report import RunReport, summarise_api_calls
@@ -39,9 +40,11 @@ __all__ = [
     "RETRY_POLICY",
     "SUMMARY_KEY",
     "fail_on_rejections",
+    "ledger_source",
     "parse_events",
     "plan_windows",
     "reconcile_window",
+    "record_in_ledger",
     "report_reconciliation",
     "report_sync",
     "sync_contacts",
@@ -89,6 +92,61 @@ def _api_calls(dynamics: DynamicsHook, marketo: MarketoHook | None = None) -> di
     if marketo is not None:
         counters["marketo"] = marketo.api_calls
     return summarise_api_calls([counters])
+
+
+# --- The sync ledger (both DAGs' ``report`` tasks) -----------------------------------------------
+
+#: The ledger's source of a real-time run, by run conf form: the relay forwards ``events``; a
+#: person or the Contact sync page's Re-sync names ids or pastes a webhook body.
+_SOURCE_BY_FORM = {
+    "events": "webhook",
+    "contact_ids": "on-demand",
+    "account_ids": "on-demand",
+    "webhookRequest": "on-demand",
+}
+
+
+def _run() -> tuple[str, str, bool]:
+    """This task's DAG id, run id and the run's ``dry_run`` param (False where the DAG has none)."""
+    context = get_current_context()
+    dag_run = context["dag_run"]
+    params = context.get("params") or {}
+    return dag_run.dag_id, dag_run.run_id, bool(params.get("dry_run", False))
+
+
+def ledger_source(form: str | None, *, dry_run: bool) -> str:
+    """The ledger source of a run: ``dry run``, else by conf form, else ``reconciliation``."""
+    if dry_run:
+        return "dry run"
+    if form is None:
+        return "reconciliation"
+    return _SOURCE_BY_FORM.get(form, "on-demand")
+
+
+def record_in_ledger(
+    dag_id: str,
+    run_id: str,
+    source: str,
+    outcomes: list[Mapping[str, Any]],
+    *,
+    dry_run: bool,
+    counts: Mapping[str, int] | None = None,
+    purge: bool = False,
+) -> None:
+    """Write the run's outcomes to the ledger (replacing a previous attempt's), optionally purge.
+
+    Called after the Marketo writes, from the outcomes in XCom: no Dataverse or Marketo call. A
+    missing Connection fails the task at once (ConfigurationError); an unreachable database raises
+    :class:`~contact_sync.ledger.LedgerUnavailableError`, naming the connection, and the task's
+    retries replay the write.
+    """
+    ledger = Ledger.from_connection(LEDGER_CONN_ID)
+    try:
+        ledger.record_run(dag_id, run_id, source, outcomes, dry_run=dry_run, counts=counts)
+        if purge:
+            ledger.purge()
+    finally:
+        ledger.close()
 
 
 # --- The real-time DAG ---------------------------------------------------------------------------
@@ -150,17 +208,40 @@ def report_sync(request: Mapping[str, Any], synced: Mapping[str, Any]) -> dict[s
         SyncRequest.from_dict(request).refused,
     )
     report.api_calls = synced["api_calls"]
+    dag_id, run_id, dry_run = _run()
+    report.dry_run = dry_run
+    # XCom keeps the counts and the rejected; the ledger keeps every contact, unchanged ones too.
+    report.outcomes, report.unrecorded = [], 0
     summary = report.to_dict()
     if report.failed:
-        log.error("Sync report:\n%s", report.as_text())
+        log.error("Sync report: %s\n%s", report.headline(), report.as_text())
     else:
-        log.info("Sync report:\n%s", report.as_text())
+        log.info("Sync report: %s\n%s", report.headline(), report.as_text())
+    source = ledger_source(SyncRequest.from_dict(request).source, dry_run=dry_run)
+    record_in_ledger(dag_id, run_id, source, list(synced["outcomes"]), dry_run=dry_run)
     return summary
 
 
 def fail_on_rejections(summary: Mapping[str, Any]) -> None:
-    """Fail the ``report`` task when a contact was rejected (the good records are written)."""
+    """Fail the ``report`` task when a contact was rejected (the good records are written).
+
+    Not for a dry run (nothing was written; the report lists what would be), nor with
+    ``fail_run_on_rejection: false`` in ``settings.yaml`` (the rejected are on the Contact sync
+    page's errors list and in the ledger).
+    """
     rejected = summary["counts"]["rejected"]
+    if not rejected:
+        return
+    if summary.get("dry_run"):
+        log.warning("Dry run: %d contact(s) would be rejected; a dry run never fails", rejected)
+        return
+    if not load_mappings().settings.fail_run_on_rejection:
+        log.warning(
+            "%d of %d contact(s) rejected; the run succeeds (fail_run_on_rejection: false)",
+            rejected,
+            summary["total"],
+        )
+        return
     if rejected:
         raise AirflowFailException(
             f"{rejected} of {summary['total']} contact(s) rejected ({summary['reasons']}); "
@@ -200,5 +281,26 @@ def reconcile_window(window: Mapping[str, Any], *, dry_run: bool = False) -> dic
 def report_reconciliation(reports: list[Mapping[str, Any]]) -> dict[str, Any]:
     """Merge the slices' reports and log the table; the merged report as a dict."""
     merged = RunReport.merge(RunReport.from_dict(item) for item in reports)
-    log.info("Reconciliation report\n%s", merged.as_text())
+    dag_id, run_id, dry_run = _run()
+    merged.dry_run = merged.dry_run or dry_run
+    log.info("Reconciliation report: %s\n%s", merged.headline(), merged.as_text())
+    if merged.unrecorded:
+        log.warning(
+            "ledger: %d outcome(s) beyond the first %d are recorded as counts only",
+            merged.unrecorded,
+            len(merged.outcomes),
+        )
+    # The ledger gets every written or rejected contact and the run's full counts; unchanged
+    # contacts are counted only. Rows past the retention setting go in the same task.
+    record_in_ledger(
+        dag_id,
+        run_id,
+        ledger_source(None, dry_run=merged.dry_run),
+        merged.outcomes,
+        dry_run=merged.dry_run,
+        counts=dict(merged.counts),
+        purge=True,
+    )
+    # The ledger holds the per-contact outcomes now: XCom keeps counts and the rejected list.
+    merged.outcomes, merged.unrecorded = [], 0
     return merged.to_dict()

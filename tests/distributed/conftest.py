@@ -14,6 +14,7 @@ import pytest
 from devenv.airflow import PROJECT_ROOT, CeleryBackend, LocalAirflow
 from devenv.distributed import LocalPostgres, LocalRedis
 from devenv.pytest_plugin import AirflowInstances
+from devenv.sandbox import ledger_env
 from tests.support import connect_dynamics, connect_marketo
 
 REALTIME_DAG = "dynamics_contact_to_marketo"
@@ -68,7 +69,12 @@ def celery_airflow(
         port=0,
         # The nightly DAG would start a run at once and write to the same sandbox: it stays
         # paused, and only the real-time DAG is unpaused.
-        env={**connections.env, "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True"},
+        env={
+            **connections.env,
+            # The sync ledger in a database of its own on the same PostgreSQL server.
+            **ledger_env(postgres.create_database("ledger")),
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        },
         database_url=postgres.url,
         celery=CeleryBackend(broker_url=redis_server.url(), result_backend=f"db+{postgres.url}"),
     )

@@ -15,6 +15,7 @@ import sqlalchemy
 
 from devenv.airflow import LocalAirflow
 from devenv.distributed import LocalPostgres, LocalRedis, find_postgres_bin_dir, find_redis_server
+from devenv.pytest_plugin import ledger_of
 from tests.distributed.conftest import REALTIME_DAG
 
 _MISSING = [
@@ -69,6 +70,14 @@ def test_contacts_sync_to_marketo_through_tasks_run_by_the_celery_worker(
     received = (celery_airflow.log_dir / "celery-worker.log").read_text(errors="replace")
     assert run_id in received
     assert {task_id for task_id in task_ids if f"task_id='{task_id}'" in received} == task_ids
+    # The report task, run by the worker, wrote the ledger in PostgreSQL.
+    ledger = ledger_of(celery_airflow)
+    try:
+        recorded = {e.contact_id: e.outcome for e in ledger.run_entries(REALTIME_DAG, run_id)}
+    finally:
+        ledger.close()
+    assert recorded == dict.fromkeys(contact_ids, "created")
+    assert ledger.url.startswith("postgresql://")
 
 
 def test_stopping_leaves_no_process_and_no_port_open(

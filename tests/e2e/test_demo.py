@@ -4,6 +4,7 @@ must end with status 0, show every sample contact's outcome, and leave no proces
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from contact_sync.ledger import Ledger
 from devenv.demo import SAMPLE_ACCOUNT, SAMPLE_CONTACTS
 from devenv.processes import free_port
 from devenv.service import PROJECT_ROOT
@@ -19,6 +21,7 @@ from devenv.service import PROJECT_ROOT
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 TIMEOUT_SECONDS = 280
+GUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
 def processes_working_in(directory: Path) -> set[int]:
@@ -61,6 +64,22 @@ def test_demo_once_syncs_the_samples_and_stops_everything(tmp_path: Path):
     for contact in SAMPLE_CONTACTS:
         assert (f"{contact.name}: no email" in rejected) == (contact.email is None)
     assert "Stopping ... done." in out
+    # It ends by pointing at the Contact sync page, and the contact without email is on that
+    # page's errors list: the sync ledger (the page's source) has it as an open rejection.
+    assert re.search(r"^Contact sync http://127\.0\.0\.1:\d+/contact-sync/", out, re.MULTILINE)
+    (no_email,) = [contact for contact in SAMPLE_CONTACTS if contact.email is None]
+    (line,) = [line for line in out.splitlines() if f"{no_email.name} ({no_email.label})" in line]
+    (contact_id,) = re.findall(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", line
+    )
+    ledger = Ledger(f"sqlite:///{state_dir / 'ledger.db'}")
+    try:
+        rejections = {entry.contact_id: entry for entry in ledger.open_rejections()}
+    finally:
+        ledger.close()
+    assert list(rejections) == [contact_id]
+    assert rejections[contact_id].reason_code == "no email"
+    assert rejections[contact_id].source == "webhook"
     # Independent of the demo's own bookkeeping: what ran in its directories is gone.
     assert len(seen) > 3  # sandbox, relay, Airflow's components: the check can see them
     assert processes_working_in(state_dir) == set()

@@ -2,7 +2,10 @@
 Airflow 3 with the plugin loaded, a SQLite ledger behind the ``contact_sync_ledger`` Connection,
 and simple-auth-manager users of each role.
 
-The ledger is seeded through its API (the DAGs' ``report`` tasks will write it). The DAGs stay
+The ledger is seeded through its API, as the DAGs' ``report`` tasks write it; that a real run's
+rejected contact lands there is proven on a live Airflow by ``tests/ledger/test_live_report.py``
+and ``tests/e2e/test_demo.py`` (seeding keeps this module free of the sandbox and of DAG runs,
+whose timing on a crowded machine would make the browser steps wait). The DAGs stay
 paused: a Re-sync queues a run, which is what this page is responsible for; running it is the
 real-time DAG's business and has end-to-end tests of its own. Screenshots land in each test's
 ``tmp_path``.
