@@ -96,8 +96,8 @@ class RunReport:
 
     @property
     def writes(self) -> int:
-        """Leads created or updated."""
-        return self.counts["created"] + self.counts["updated"]
+        """Leads written: created, updated, flagged or deleted."""
+        return sum(self.counts[status] for status in ("created", "updated", "flagged", "deleted"))
 
     @property
     def failed(self) -> bool:

@@ -26,7 +26,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundExceptio
 from contact_sync import pipeline
 from contact_sync import reconcile as reconciliation
 from contact_sync.errors import NEVER_RETRY
-from contact_sync.events import EventError, SyncRequest, parse_run_conf
+from contact_sync.events import EventError, Refusal, SyncRequest, parse_run_conf
 from contact_sync.hooks.dynamics import DynamicsHook
 from contact_sync.hooks.marketo import MarketoHook
 from contact_sync.ledger import LEDGER_CONN_ID, Ledger
@@ -203,9 +203,11 @@ def report_sync(request: Mapping[str, Any], synced: Mapping[str, Any]) -> dict[s
 
     Returns the summary (:meth:`RunReport.to_dict`) the DAG pushes as XCom ``summary``.
     """
+    sync_request = SyncRequest.from_dict(request)
+    # Refused before the run (conf items it does not act on) and by the sync (accounts not found).
+    refused = [*sync_request.refused, *(Refusal(**item) for item in synced.get("refused", ()))]
     report = RunReport.build(
-        (Outcome.from_dict(outcome) for outcome in synced["outcomes"]),
-        SyncRequest.from_dict(request).refused,
+        (Outcome.from_dict(outcome) for outcome in synced["outcomes"]), refused
     )
     report.api_calls = synced["api_calls"]
     dag_id, run_id, dry_run = _run()
@@ -217,7 +219,7 @@ def report_sync(request: Mapping[str, Any], synced: Mapping[str, Any]) -> dict[s
         log.error("Sync report: %s\n%s", report.headline(), report.as_text())
     else:
         log.info("Sync report: %s\n%s", report.headline(), report.as_text())
-    source = ledger_source(SyncRequest.from_dict(request).source, dry_run=dry_run)
+    source = ledger_source(sync_request.source, dry_run=dry_run)
     record_in_ledger(dag_id, run_id, source, list(synced["outcomes"]), dry_run=dry_run)
     return summary
 

@@ -325,6 +325,8 @@ def test_an_unknown_account_is_refused_and_the_others_synced(run_sync, sandboxes
     assert refused == [
         {"item": "account_ids", "id": unknown, "reason": "account not found in Dynamics 365"}
     ]
+    # The run's report lists it with the refused conf items.
+    assert run.summary["refused"] == refused
 
 
 def test_an_account_ids_entry_that_is_not_a_guid_is_refused_at_trigger(sync_dag, sandboxes):

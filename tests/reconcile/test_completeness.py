@@ -84,6 +84,7 @@ def test_inactive_contacts_in_the_window_get_the_policy_and_ignore_writes_nothin
 
     flagged = reconcile_with(on_contact_removed="flag", removed_flag_field=FLAG)
     assert flagged.counts["flagged"] == 1
+    assert flagged.writes == 1  # a flag is a write to Marketo like a create or an update
     (removed,) = sandboxes.leads(dynamicsContactId=contact_id(4))
     assert removed[FLAG] is True
 
