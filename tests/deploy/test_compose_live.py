@@ -161,11 +161,34 @@ def test_the_stack_uses_the_fab_auth_manager_and_the_tuned_scheduler(deployment:
     config = deployment.stack.containers()["airflow-scheduler"]["Config"]
     env = dict(item.split("=", 1) for item in config["Env"])
     assert env["AIRFLOW__CORE__AUTH_MANAGER"].endswith("fab_auth_manager.FabAuthManager")
+    assert env["AIRFLOW__CORE__TEST_CONNECTION"] == "Enabled"
     tuning = Path(__file__).resolve().parents[2] / "deploy" / "airflow-tuning.env"
     for line in tuning.read_text().splitlines():
         if line and not line.startswith("#"):
             name, value = line.split("=", 1)
             assert env[name] == value
+
+
+def test_the_init_job_created_the_ledgers_database(deployment: Deployment):
+    # psql inside the Postgres container, as the compose file's POSTGRES_USER (PGPORT is set).
+    out = deployment.stack.compose(
+        "exec", "-T", "postgres",
+        "psql", "-U", "airflow", "-d", "contact_sync", "-tAc", "SELECT current_database()",
+    )  # fmt: skip
+    assert out.strip() == "contact_sync"
+
+
+def test_the_contact_sync_page_reads_the_ledger_on_postgres(deployment: Deployment):
+    # The plugin's page answers 503 naming the connection when the ledger cannot be opened.
+    airflow = deployment.airflow
+    token = airflow.token("admin", deployment.env["AIRFLOW_ADMIN_PASSWORD"])
+    response = httpx.get(
+        f"{airflow.url}/contact-sync/",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text[-500:]
+    assert "Contact outcomes" in response.text
 
 
 # -- auth ----------------------------------------------------------------------------------------
