@@ -68,7 +68,8 @@ AIRFLOW_SERVICES = (
     "airflow-worker",
     "airflow-triggerer",
 )
-RUN_TIMEOUT = 300.0
+# A crowded 2-core machine took over a minute to start each task process (import Airflow).
+RUN_TIMEOUT = 900.0
 
 
 @dataclass

@@ -16,7 +16,12 @@ from cryptography.fernet import Fernet
 from sqlalchemy.engine import make_url
 
 from deploy import airflow_init, make_env
-from deploy.compose_stack import COMPOSE_FILE, HostPorts, host_network_override
+from deploy.compose_stack import (
+    CLI_CHECK_SECONDS,
+    COMPOSE_FILE,
+    HostPorts,
+    host_network_override,
+)
 from devenv.distributed import LocalPostgres
 
 COMPOSE = yaml.safe_load(COMPOSE_FILE.read_text())
@@ -131,8 +136,8 @@ def test_the_override_gives_the_cli_healthchecks_more_time_and_keeps_them_killed
         (test,) = COMPOSE["services"][name]["healthcheck"]["test"][1:]
         check = override[name]["healthcheck"]
         # The same command, under a longer `timeout` that still ends before Docker's.
-        assert check["test"][1] == "timeout 110 " + test.split(" ", 2)[2]
-        assert int(check["timeout"].rstrip("s")) > 110
+        assert check["test"][1] == f"timeout {CLI_CHECK_SECONDS} " + test.split(" ", 2)[2]
+        assert int(check["timeout"].rstrip("s")) > CLI_CHECK_SECONDS
 
 
 def test_the_override_moves_the_ledger_to_the_postgres_port_of_the_run():
