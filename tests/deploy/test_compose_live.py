@@ -283,7 +283,11 @@ def test_the_airflow_ui_answers_behind_the_fab_login(deployment: Deployment):
     if missing:
         pytest.skip(missing)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    url = deployment.airflow.url
+    airflow = deployment.airflow
+    url = airflow.url
+    # The UI shows a DAG by its display name; its runs by id, with the user who triggered them.
+    display_name = airflow.request("GET", f"/api/v2/dags/{SYNC_DAG_ID}").json()["dag_display_name"]
+    (run_id, *_) = [run["dag_run_id"] for run in airflow.dag_runs(SYNC_DAG_ID)]
     with chromium_page() as page:
         page.goto(f"{url}/", wait_until="networkidle")
         # Not logged in: FAB's login form.
@@ -291,12 +295,16 @@ def test_the_airflow_ui_answers_behind_the_fab_login(deployment: Deployment):
         page.screenshot(path=str(SCREENSHOTS / "1-login.png"))
         page.fill("input[name=username]", "admin")
         page.fill("input[name=password]", deployment.env["AIRFLOW_ADMIN_PASSWORD"])
-        page.click("input[type=submit], button[type=submit]")
+        # FAB's login answers with the UI's token cookie and a redirect: wait for it.
+        with page.expect_navigation(timeout=60_000):
+            page.click("input[type=submit], button[type=submit]")
         page.goto(f"{url}/dags", wait_until="networkidle")
-        page.get_by_text(SYNC_DAG_ID).first.wait_for(timeout=60_000)
+        page.get_by_text(display_name).first.wait_for(timeout=60_000)
         page.screenshot(path=str(SCREENSHOTS / "2-dags.png"))
         page.goto(f"{url}/dags/{SYNC_DAG_ID}/runs", wait_until="networkidle")
-        page.get_by_text("Success").first.wait_for(timeout=60_000)
+        page.get_by_text(run_id).first.wait_for(timeout=60_000)
+        # Triggered through the REST API by the relay's own account.
+        page.get_by_role("cell", name="relay", exact=True).first.wait_for(timeout=60_000)
         page.screenshot(path=str(SCREENSHOTS / "3-sync-runs.png"))
     assert (SCREENSHOTS / "3-sync-runs.png").stat().st_size > 0
 
