@@ -12,6 +12,9 @@ live in Airflow's database. This script makes them match ``.env`` at every start
 
 Passwords are reset to the given ones each time, so changing ``.env`` and running ``up`` again
 changes them. Nothing secret is printed.
+
+It also creates the sync ledger's database (the Connection ``contact_sync_ledger``, a second
+database on the compose Postgres) when it does not exist yet; the ledger creates its tables itself.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ import os
 import sys
 from collections.abc import Mapping
 
+import sqlalchemy as sa
 from airflow.providers.fab.auth_manager.cli_commands.utils import get_application_builder
 from airflow.providers.fab.www.security import permissions
+from sqlalchemy.engine import URL
 
 log = logging.getLogger(__name__)
 
@@ -96,52 +101,59 @@ def ensure_users(passwords: Mapping[str, str]) -> None:
             log.info("updated user %s (role %s, password reset)", username, role_name)
 
 
-LEDGER_ENV = "AIRFLOW_CONN_CONTACT_SYNC_LEDGER"
+def ensure_database(url: URL) -> bool:
+    """Create the PostgreSQL database ``url`` names unless it exists; True when created.
 
-
-def ensure_ledger_database(environ: Mapping[str, str]) -> None:
-    """Create the sync ledger's PostgreSQL database when it is on Airflow's server and missing.
-
-    The ledger creates its own tables on first use; the database itself must exist. The official
-    postgres image creates only ``POSTGRES_DB`` (Airflow's), so this job adds the ledger's, with
-    Airflow's database role, at every start (a no-op once it exists). A ledger on another server
-    is that server's owner's to create.
+    Connects to the server's ``postgres`` maintenance database (initdb always creates it) as the
+    URL's user, who must be allowed to create databases (the compose file's POSTGRES_USER is the
+    cluster's superuser). Other backends (a SQLite ledger) need nothing here.
     """
-    import psycopg2
-    from psycopg2 import sql
-    from sqlalchemy.engine import make_url
-
-    uri = environ.get(LEDGER_ENV, "")
-    if not uri.startswith(("postgresql://", "postgres://")):
-        return
-    ledger = make_url(uri.replace("postgres://", "postgresql://", 1))
-    airflow = make_url(environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
-    if (ledger.host, ledger.port or 5432) != (airflow.host, airflow.port or 5432):
-        return
-    connection = psycopg2.connect(
-        host=airflow.host,
-        port=airflow.port or 5432,
-        user=airflow.username,
-        password=airflow.password,
-        dbname=airflow.database,
-    )
+    if url.get_backend_name() != "postgresql":
+        return False
+    name = url.database
+    if not name:
+        raise InitError("the ledger connection names no database (its schema)")
+    # CREATE DATABASE cannot run inside a transaction block.
+    engine = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
-        connection.autocommit = True  # CREATE DATABASE cannot run in a transaction
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (ledger.database,))
-            if cursor.fetchone() is None:
-                create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(ledger.database))
-                cursor.execute(create)
-                log.info("created the sync ledger's database %s", ledger.database)
+        with engine.connect() as connection:
+            exists = connection.execute(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            ).first()
+            if exists:
+                return False
+            quoted = connection.dialect.identifier_preparer.quote_identifier(name)
+            connection.execute(sa.text(f"CREATE DATABASE {quoted}"))
     finally:
-        connection.close()
+        engine.dispose()
+    log.info("created the database %s", name)
+    return True
+
+
+def ensure_ledger_database() -> None:
+    """The ledger connection's database, created when missing (nothing when it is not defined)."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from contact_sync.errors import ConfigurationError
+    from contact_sync.ledger import LEDGER_CONN_ID, url_from_connection
+
+    try:
+        conn = BaseHook.get_connection(LEDGER_CONN_ID)
+    except AirflowNotFoundException:
+        log.info("no connection %s: no ledger database to create", LEDGER_CONN_ID)
+        return
+    try:
+        ensure_database(url_from_connection(conn))
+    except ConfigurationError as exc:
+        raise InitError(str(exc)) from None
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        ensure_ledger_database(os.environ)
         ensure_users(passwords_from(os.environ))
+        ensure_ledger_database()
     except InitError as exc:
         print(f"airflow-init: {exc}", file=sys.stderr)
         return 1

@@ -66,10 +66,6 @@ def generate(
         "RELAY_AIRFLOW_PASSWORD": _secret(),
         "RELAY_WEBHOOK_KEY": _secret(),
         **connection_env(dataverse_url, marketo_url),
-        # The sync ledger: a database of its own on the postgres service, created by airflow-init.
-        "AIRFLOW_CONN_CONTACT_SYNC_LEDGER": (
-            f"postgresql://airflow:{postgres_password}@postgres:5432/contact_sync_ledger"
-        ),
         **DEFAULT_PORTS,
     }
     for name, value in (overrides or {}).items():

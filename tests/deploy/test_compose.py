@@ -159,11 +159,40 @@ def test_connections_and_shared_keys_come_from_the_environment(service: str):
         assert settings[shared] == env("airflow-apiserver")[shared]
 
 
+@pytest.mark.parametrize("service", AIRFLOW_SERVICES)
+def test_the_ledger_is_a_database_of_its_own_on_the_postgres_service(service: str):
+    from airflow.models.connection import Connection
+
+    from contact_sync.ledger import LEDGER_CONN_ID, url_from_connection
+
+    uri = with_dummy_secrets(env(service)[f"AIRFLOW_CONN_{LEDGER_CONN_ID.upper()}"])
+    ledger = url_from_connection(Connection(conn_id=LEDGER_CONN_ID, uri=uri))
+    metadata = url(service, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+    assert ledger.get_backend_name() == "postgresql"
+    assert (ledger.host, ledger.port) == ("postgres", 5432)
+    assert (ledger.username, ledger.password) == (metadata.username, metadata.password)
+    assert ledger.database
+    assert f"/{ledger.database}" != metadata.path
+
+
+@pytest.mark.parametrize("service", AIRFLOW_SERVICES)
+def test_the_connection_forms_test_button_is_enabled(service: str):
+    assert env(service)["AIRFLOW__CORE__TEST_CONNECTION"] == "Enabled"
+
+
 @pytest.mark.parametrize("service", sorted(SERVICES))
 def test_every_secret_is_a_reference_to_the_environment(service: str):
     for name, value in env(service).items():
         if SECRET_NAME.search(name):
-            assert REFERENCE.match(value), f"{service}: {name} holds a literal"
+            if "://" in value:
+                # A Connection URI may spell out its user and host; its password is a reference
+                # (split by hand: urlsplit stops at the `?` of `${VAR:?message}`).
+                credentials = value.split("://", 1)[1].rsplit("@", 1)[0]
+                password = credentials.partition(":")[2]
+                assert password, f"{service}: {name} has no password"
+                assert REFERENCE.match(password), f"{service}: {name} holds a literal"
+            else:
+                assert REFERENCE.match(value), f"{service}: {name} holds a literal"
         if "://" in value:
             password = urlsplit(value).password
             assert not password or REFERENCE.match(password), f"{service}: {name} has a password"
@@ -242,6 +271,36 @@ def test_healthchecks_ask_ports_the_services_listen_on():
         assert f"localhost:{container_port(service)}/" in check
 
 
+def _cli_checks() -> dict[str, list[str]]:
+    """Service → its healthcheck's words, for the checks that start a Python CLI."""
+    checks = {}
+    for name, service in SERVICES.items():
+        check = argv(service.get("healthcheck", {}).get("test", []))
+        if check[:1] == ["CMD-SHELL"]:
+            words = shlex.split(check[1].replace("$$", "$"))
+            if unwrapped(words)[0] in ("airflow", "celery"):
+                checks[name] = words
+    return checks
+
+
+def _seconds(duration: str) -> float:
+    units = {"s": 1, "m": 60}
+    return float(duration[:-1]) * units[duration[-1]]
+
+
+def test_checks_that_start_a_cli_are_killed_before_dockers_timeout():
+    # Docker does not kill a check that overruns its timeout: on a busy host, slow `airflow jobs
+    # check` processes piled up by the dozen. coreutils' `timeout` ends each one first.
+    checks = _cli_checks()
+    assert set(checks) == {"airflow-dag-processor", "airflow-triggerer", "airflow-worker"}
+    for name, words in checks.items():
+        assert words[0] == "timeout", f"{name}: its CLI healthcheck runs without `timeout`"
+        limit = float(words[1])
+        docker_timeout = _seconds(SERVICES[name]["healthcheck"]["timeout"])
+        assert limit < docker_timeout, name
+        assert docker_timeout <= _seconds(SERVICES[name]["healthcheck"]["interval"]) * 2, name
+
+
 # -- commands -----------------------------------------------------------------------------------
 
 
@@ -261,6 +320,11 @@ def parses(parser: argparse.ArgumentParser, args: list[str]) -> bool:
     return False
 
 
+def unwrapped(words: list[str]) -> list[str]:
+    """A command without its ``timeout SECONDS`` prefix (coreutils), if any."""
+    return words[2:] if words[:1] == ["timeout"] else words
+
+
 def airflow_commands() -> Iterator[tuple[str, list[str]]]:
     """Every Airflow CLI call in the file: service commands, the init script, healthchecks."""
     for name in AIRFLOW_SERVICES:
@@ -268,8 +332,10 @@ def airflow_commands() -> Iterator[tuple[str, list[str]]]:
         if "entrypoint" not in service:  # the image's entrypoint runs `airflow <command>`
             yield name, argv(service["command"])
         check = argv(service.get("healthcheck", {}).get("test", []))
-        if check[:1] == ["CMD-SHELL"] and check[1].startswith("airflow "):
-            yield f"{name} healthcheck", shlex.split(check[1].replace("$$", "$"))[1:]
+        if check[:1] == ["CMD-SHELL"]:
+            words = unwrapped(shlex.split(check[1].replace("$$", "$")))
+            if words[0] == "airflow":
+                yield f"{name} healthcheck", words[1:]
     for line in init_script_lines():
         if line.startswith("airflow "):
             yield "airflow-init", shlex.split(line)[1:]
@@ -302,8 +368,9 @@ def test_a_wrong_command_would_be_caught(airflow_cli: argparse.ArgumentParser):
 
 
 def test_the_worker_healthcheck_names_the_celery_app_airflow_runs():
-    check = argv(SERVICES["airflow-worker"]["healthcheck"]["test"])[1]
-    module, attribute = shlex.split(check)[shlex.split(check).index("--app") + 1].rsplit(".", 1)
+    words = unwrapped(shlex.split(argv(SERVICES["airflow-worker"]["healthcheck"]["test"])[1]))
+    assert words[0] == "celery"
+    module, attribute = words[words.index("--app") + 1].rsplit(".", 1)
     app = getattr(importlib.import_module(module), attribute)
     assert type(app).__name__ == "Celery"
 

@@ -1,5 +1,6 @@
 """The helpers around docker-compose.yaml, without Docker: ``make env``'s writer, the host-network
-override the live test runs with, and the init job's check of its settings."""
+override the live test runs with, the init job's check of its settings, and its creation of the
+ledger's database (on a real PostgreSQL server)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,19 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import sqlalchemy as sa
 import yaml
 from cryptography.fernet import Fernet
+from sqlalchemy.engine import make_url
 
 from deploy import airflow_init, make_env
-from deploy.compose_stack import COMPOSE_FILE, HostPorts, host_network_override
+from deploy.compose_stack import (
+    CLI_CHECK_SECONDS,
+    COMPOSE_FILE,
+    HostPorts,
+    host_network_override,
+)
+from devenv.distributed import LocalPostgres
 
 COMPOSE = yaml.safe_load(COMPOSE_FILE.read_text())
 REQUIRED = {
@@ -119,3 +128,47 @@ def test_the_relay_role_is_limited_to_its_dag():
         f"DAG:{airflow_init.SYNC_DAG_ID}",
         f"DAG Run:{airflow_init.SYNC_DAG_ID}",
     }
+
+
+def test_the_override_gives_the_cli_healthchecks_more_time_and_keeps_them_killed():
+    override = host_network_override(HostPorts.free())["services"]
+    for name in ("airflow-dag-processor", "airflow-triggerer", "airflow-worker"):
+        (test,) = COMPOSE["services"][name]["healthcheck"]["test"][1:]
+        check = override[name]["healthcheck"]
+        # The same command, under a longer `timeout` that still ends before Docker's.
+        assert check["test"][1] == f"timeout {CLI_CHECK_SECONDS} " + test.split(" ", 2)[2]
+        assert int(check["timeout"].rstrip("s")) > CLI_CHECK_SECONDS
+
+
+def test_the_override_moves_the_ledger_to_the_postgres_port_of_the_run():
+    ports = HostPorts.free()
+    api = host_network_override(ports)["services"]["airflow-apiserver"]["environment"]
+    ledger = api["AIRFLOW_CONN_CONTACT_SYNC_LEDGER"].rsplit("@", 1)[1]
+    assert ledger == f"postgres:{ports.postgres}/contact_sync"
+
+
+def test_the_init_job_creates_the_ledger_database_once(tmp_path: Path):
+    # A real PostgreSQL server, its superuser as POSTGRES_USER is in the compose file.
+    server = LocalPostgres(log_dir=tmp_path)
+    server.start()
+    try:
+        ledger = make_url(server.url).set(database="contact_sync")
+        assert airflow_init.ensure_database(ledger) is True
+        assert airflow_init.ensure_database(ledger) is False  # already there: left alone
+        engine = sa.create_engine(ledger)
+        try:
+            with engine.connect() as connection:
+                assert connection.execute(sa.text("SELECT current_database()")).scalar() == (
+                    "contact_sync"
+                )
+        finally:
+            engine.dispose()
+    finally:
+        server.stop()
+    assert server.leftovers() == []
+
+
+def test_the_init_job_creates_nothing_for_a_sqlite_ledger(tmp_path: Path):
+    url = make_url(f"sqlite:///{tmp_path / 'ledger.db'}")
+    assert airflow_init.ensure_database(url) is False
+    assert not (tmp_path / "ledger.db").exists()

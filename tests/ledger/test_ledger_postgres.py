@@ -123,27 +123,3 @@ def test_an_unreachable_server_is_an_outage_naming_the_connection():
         ledger.record_run(REALTIME, "r1", "webhook", [Outcome(C1, "created")])
 
     assert "secret-pw" not in str(down.value)
-
-
-def test_the_compose_init_job_creates_the_ledger_database_once_and_the_uri_works(
-    postgres: LocalPostgres, monkeypatch: pytest.MonkeyPatch
-):
-    from deploy.airflow_init import LEDGER_ENV, ensure_ledger_database
-
-    url = make_url(postgres.url)
-    # As `make env` writes it: postgresql:// on Airflow's server, a database of its own.
-    uri = url.set(drivername="postgresql", database="contact_sync_ledger").render_as_string(
-        hide_password=False
-    )
-    environ = {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres.url, LEDGER_ENV: uri}
-
-    ensure_ledger_database(environ)
-    ensure_ledger_database(environ)  # every `up` runs it again: no error once it exists
-
-    monkeypatch.setenv(LEDGER_ENV, uri)
-    ledger = Ledger.from_connection()
-    try:
-        ledger.record_run("dynamics_contact_to_marketo", "manual__compose", "on-demand", [], at=NOW)
-        assert ledger.run_summary("dynamics_contact_to_marketo", "manual__compose") is not None
-    finally:
-        ledger.close()
