@@ -185,7 +185,8 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
 
 
-# Marketo's answers to a call over the rate (606) or concurrency (615) limit (marketo-api.md §4).
+# Marketo's answers to a call over the rate (606) or concurrency (615) limit (Adobe's error
+# codes page, https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/error-codes).
 LIMIT_REFUSALS = ("606", "615")
 
 

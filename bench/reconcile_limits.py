@@ -1,6 +1,6 @@
 """Benchmark 4, under real limits: benchmark 3's reconciliation with the Marketo sandbox enforcing
-Marketo's limits (100 calls per 20 s, 10 concurrent; marketo-api.md §2) and the hook configured to
-use that whole budget.
+Marketo's limits (100 calls per 20 s, 10 concurrent; Adobe's REST API overview) and the hook
+configured to use that whole budget.
 
 Measured beside its reference: wall time against the limit's floor, the Marketo REST calls made
 divided by the 5 calls per second the limit allows. Goal: ≤ 1.15× the floor, zero failed records.
