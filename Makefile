@@ -49,7 +49,7 @@ fmt: $(STAMP)
 services:
 	bash devenv/test_distributed.sh --install-only
 
-test: lint services
+test: lint services test-compose
 	$(BIN)/python -m pytest
 
 # docker-compose.yaml run for real (tests/deploy/test_compose_live.py): Docker Engine (installed and
