@@ -48,6 +48,20 @@ class _Record:
         return cls(**data)
 
 
+class _WithChangedNames(_Record):
+    """A record whose ``changed`` tuple of field names travels through XCom as a JSON list."""
+
+    changed: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        # A list: Airflow's XCom serializer would store a tuple as a tagged object, not JSON.
+        return {**super().to_dict(), "changed": list(self.changed)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        return cls(**{**data, "changed": tuple(data.get("changed", ()))})
+
+
 @dataclass(frozen=True)
 class CompanyDraft(_Record):
     """A Marketo Company record for ``company_record`` mode, keyed by the Dynamics account id."""
@@ -94,7 +108,7 @@ class Rejection(_Record):
 
 
 @dataclass(frozen=True)
-class Decision(_Record):
+class Decision(_WithChangedNames):
     """What to do in Marketo for one contact.
 
     ``fields`` is the payload to send: the whole draft for a create, only the changed fields for an
@@ -106,14 +120,6 @@ class Decision(_Record):
     lead_id: int | None = None
     fields: dict[str, Any] = field(default_factory=dict)
     changed: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        # A list: Airflow's XCom serializer would store a tuple as a tagged object, not JSON.
-        return {**super().to_dict(), "changed": list(self.changed)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Self:
-        return cls(**{**data, "changed": tuple(data.get("changed", ()))})
 
 
 @dataclass(frozen=True)
@@ -136,7 +142,7 @@ class WriteRequest(_Record):
 
 
 @dataclass(frozen=True)
-class Outcome(_Record):
+class Outcome(_WithChangedNames):
     """How one contact of the run ended. ``reason_code`` groups rejections for counting;
     ``changed`` names the Marketo fields written (names only, never their values)."""
 
@@ -146,14 +152,6 @@ class Outcome(_Record):
     reason_code: str | None = None
     reason: str | None = None
     changed: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        # A list: Airflow's XCom serializer would store a tuple as a tagged object, not JSON.
-        return {**super().to_dict(), "changed": list(self.changed)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Self:
-        return cls(**{**data, "changed": tuple(data.get("changed", ()))})
 
     @classmethod
     def rejected(cls, rejection: Rejection) -> Self:
