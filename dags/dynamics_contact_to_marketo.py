@@ -87,12 +87,7 @@ from contact_sync.events import RUN_CONF_PARAM_SCHEMAS
             name: Param(None, description=f"run conf form {name!r}", **schema)
             for name, schema in RUN_CONF_PARAM_SCHEMAS.items()
         },
-        "dry_run": Param(
-            False,
-            type="boolean",
-            description="Read and look up everything, write nothing to Marketo; the report says "
-            "what would be created, updated, flagged or deleted",
-        ),
+        "dry_run": tasks.dry_run_param(),
     },
     default_args={**tasks.DEFAULT_ARGS, "execution_timeout": timedelta(minutes=30)},
 )

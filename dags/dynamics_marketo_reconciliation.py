@@ -74,12 +74,7 @@ def _moment_param(description: str) -> Param:
             maximum=48,
             description="Time slices to reconcile as parallel mapped tasks",
         ),
-        "dry_run": Param(
-            False,
-            type="boolean",
-            description="Read and look up everything, write nothing to Marketo; the report says "
-            "what would be created, updated, flagged or deleted",
-        ),
+        "dry_run": tasks.dry_run_param(),
     },
     doc_md=__doc__,
 )

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import ExceptionRetryPolicy, RetryAction, RetryRule, get_current_context
+from airflow.sdk import ExceptionRetryPolicy, Param, RetryAction, RetryRule, get_current_context
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
 from contact_sync import pipeline
@@ -39,6 +39,7 @@ __all__ = [
     "MARKETO_POOL",
     "RETRY_POLICY",
     "SUMMARY_KEY",
+    "dry_run_param",
     "fail_on_rejections",
     "ledger_source",
     "parse_events",
@@ -74,6 +75,20 @@ RETRY_POLICY = ExceptionRetryPolicy(
     ]
 )
 
+
+def dry_run_param() -> Param:
+    """The ``dry_run`` param of both DAGs: every read and lookup, no Marketo write.
+
+    A new ``Param`` per DAG: Airflow keeps a param's value on the object.
+    """
+    return Param(
+        False,
+        type="boolean",
+        description="Read and look up everything, write nothing to Marketo; the report says "
+        "what would be created, updated, flagged or deleted",
+    )
+
+
 #: Task defaults of both DAGs. Every task is safe to repeat (see the module docstring).
 DEFAULT_ARGS: dict[str, Any] = {
     "retries": 3,
@@ -106,12 +121,10 @@ _SOURCE_BY_FORM = {
 }
 
 
-def _run() -> tuple[str, str, bool]:
-    """This task's DAG id, run id and the run's ``dry_run`` param (False where the DAG has none)."""
-    context = get_current_context()
-    dag_run = context["dag_run"]
-    params = context.get("params") or {}
-    return dag_run.dag_id, dag_run.run_id, bool(params.get("dry_run", False))
+def _run() -> tuple[str, str]:
+    """This task's DAG id and run id."""
+    dag_run = get_current_context()["dag_run"]
+    return dag_run.dag_id, dag_run.run_id
 
 
 def ledger_source(form: str | None, *, dry_run: bool) -> str:
@@ -210,8 +223,9 @@ def report_sync(request: Mapping[str, Any], synced: Mapping[str, Any]) -> dict[s
         (Outcome.from_dict(outcome) for outcome in synced["outcomes"]), refused
     )
     report.api_calls = synced["api_calls"]
-    dag_id, run_id, dry_run = _run()
-    report.dry_run = dry_run
+    dag_id, run_id = _run()
+    # The flag the sync ran with (it came through XCom), not the params read again.
+    dry_run = report.dry_run = bool(synced["dry_run"])
     # XCom keeps the counts and the rejected; the ledger keeps every contact, unchanged ones too.
     report.outcomes, report.unrecorded = [], 0
     summary = report.to_dict()
@@ -277,14 +291,14 @@ def reconcile_window(window: Mapping[str, Any], *, dry_run: bool = False) -> dic
     mappings = _mappings_for(marketo)
     report = reconciliation.reconcile(dynamics, marketo, slice_, mappings, dry_run=dry_run)
     report.api_calls = _api_calls(dynamics, marketo)
-    return {**report.to_dict(), "dry_run": dry_run}
+    report.dry_run = dry_run
+    return report.to_dict()
 
 
 def report_reconciliation(reports: list[Mapping[str, Any]]) -> dict[str, Any]:
     """Merge the slices' reports and log the table; the merged report as a dict."""
     merged = RunReport.merge(RunReport.from_dict(item) for item in reports)
-    dag_id, run_id, dry_run = _run()
-    merged.dry_run = merged.dry_run or dry_run
+    dag_id, run_id = _run()  # merged.dry_run: the slices ran dry (RunReport.merge)
     log.info("Reconciliation report: %s\n%s", merged.headline(), merged.as_text())
     if merged.unrecorded:
         log.warning(
