@@ -330,83 +330,51 @@ def build_context(
         target["Attributes"].append({"key": "modifiedonbehalfby", "value": None})
     sent = dict.fromkeys([c for c in write.sent if c in table.columns and c != table.primary_id])
     parent_target = _entity(table, row, {**sent, table.primary_id: None})
-    common = {
-        "BusinessUnitId": settings.business_unit_id,
-        "CorrelationId": correlation_id,
-        "Depth": 1,
-        "InitiatingUserId": write.caller.user_id,
-    }
-    operation = {
-        "IsExecutingOffline": False,
-        "IsInTransaction": False,
-        "IsOfflinePlayback": False,
-        "IsolationMode": 1,
-        "MessageName": write.message,
-        "Mode": 1,
-        "OperationCreatedOn": f"/Date({int(now * 1000)}+0000)/",
-        "OperationId": str(uuid.uuid4()),
-        "OrganizationId": settings.organization_id,
-        "OrganizationName": settings.organization_name,
-        "OutputParameters": [{"key": "id", "value": record_id}]
-        if write.message == "Create"
-        else [],
-        "OwningExtension": {
-            "Id": step.sdkmessageprocessingstepid,
-            "KeyAttributes": [],
-            "LogicalName": "sdkmessageprocessingstep",
-            "Name": None,
-            "RowVersion": None,
-        },
-    }
-    tail = {
-        "PrimaryEntityId": record_id,
-        "PrimaryEntityName": table.logical_name,
-        "RequestId": None,
-        "SecondaryEntityName": "none",
-    }
-    parent = {
-        **common,
-        "InputParameters": [
-            {"key": "Target", "value": parent_target},
-            {"key": "SuppressDuplicateDetection", "value": False},
-        ],
-        **operation,
-        "OutputParameters": [],
-        "ParentContext": None,
-        "PostEntityImages": [],
-        "PreEntityImages": [],
-        **tail,
-        "SharedVariables": [
-            {
-                "key": "ChangedEntityTypes",
-                "value": [
-                    {
-                        "__type": "KeyValuePairOfstringstring:#System.Collections.Generic",
-                        "key": table.logical_name,
-                        "value": write.message,
-                    }
-                ],
-            }
-        ],
-        "Stage": 30,
-        "UserId": write.caller.user_id,
-    }
+    shared = _shared(write, step, settings, now, correlation_id)
+    parent = _ordered(
+        {
+            **shared,
+            "InputParameters": [
+                {"key": "Target", "value": parent_target},
+                {"key": "SuppressDuplicateDetection", "value": False},
+            ],
+            "OutputParameters": [],
+            "ParentContext": None,
+            "PostEntityImages": [],
+            "PreEntityImages": [],
+            "SharedVariables": [
+                {
+                    "key": "ChangedEntityTypes",
+                    "value": [
+                        {
+                            "__type": "KeyValuePairOfstringstring:#System.Collections.Generic",
+                            "key": table.logical_name,
+                            "value": write.message,
+                        }
+                    ],
+                }
+            ],
+            "Stage": 30,
+        }
+    )
     primary_name = _entity(table, row, {table.primary_name: None, table.primary_id: None})
     del primary_name["__type"]  # image entities carry no __type in Microsoft's sample
-    return {
-        **common,
-        "InputParameters": [{"key": "Target", "value": target}],
-        **operation,
-        "ParentContext": parent,
-        "PostEntityImages": [{"key": "AsynchronousStepPrimaryName", "value": primary_name}],
-        "PreEntityImages": _pre_images(step, write),
-        **tail,
-        "SharedVariables": (
-            [{"key": "DefaultsAddedFlag", "value": True}] if write.message == "Create" else []
-        ),
-        "Stage": 40,
-        "UserId": write.caller.user_id,
-    }
+    return _ordered(
+        {
+            **shared,
+            "InputParameters": [{"key": "Target", "value": target}],
+            "OutputParameters": [{"key": "id", "value": record_id}]
+            if write.message == "Create"
+            else [],
+            "ParentContext": parent,
+            "PostEntityImages": [{"key": "AsynchronousStepPrimaryName", "value": primary_name}],
+            "PreEntityImages": _pre_images(step, write),
+            "SharedVariables": (
+                [{"key": "DefaultsAddedFlag", "value": True}] if write.message == "Create" else []
+            ),
+            "Stage": 40,
+        }
+    )
 
 
 def _reference_context(
@@ -442,12 +410,33 @@ def _reference_context(
             {"key": "UpdateContent", "value": update_content},
             {"key": "PerformParentingChecks", "value": write.parameters["PerformParentingChecks"]},
         ]
-    operation = {
+    shared = {
+        **_shared(write, step, settings, now, correlation_id),
+        "InputParameters": inputs,
+        "OutputParameters": [],
+        "PostEntityImages": [],
+        "SharedVariables": [],
+    }
+    parent = {**shared, "ParentContext": None, "PreEntityImages": [], "Stage": 30}
+    return _ordered(
+        {
+            **shared,
+            "ParentContext": _ordered(parent),
+            "PreEntityImages": _pre_images(step, write),
+            "Stage": 40,
+        }
+    )
+
+
+def _shared(
+    write: Write, step: Step, settings: DataverseSettings, now: float, correlation_id: str
+) -> dict[str, Any]:
+    """What a context and its ParentContext share: one operation of one user on one record."""
+    return {
         "BusinessUnitId": settings.business_unit_id,
         "CorrelationId": correlation_id,
         "Depth": 1,
         "InitiatingUserId": write.caller.user_id,
-        "InputParameters": inputs,
         "IsExecutingOffline": False,
         "IsInTransaction": False,
         "IsOfflinePlayback": False,
@@ -458,7 +447,6 @@ def _reference_context(
         "OperationId": str(uuid.uuid4()),
         "OrganizationId": settings.organization_id,
         "OrganizationName": settings.organization_name,
-        "OutputParameters": [],
         "OwningExtension": {
             "Id": step.sdkmessageprocessingstepid,
             "KeyAttributes": [],
@@ -466,33 +454,17 @@ def _reference_context(
             "Name": None,
             "RowVersion": None,
         },
-    }
-    tail = {
-        "PrimaryEntityId": record_id,
-        "PrimaryEntityName": table.logical_name,
+        "PrimaryEntityId": write.row[write.table.primary_id],
+        "PrimaryEntityName": write.table.logical_name,
         "RequestId": None,
         "SecondaryEntityName": "none",
-    }
-    parent = {
-        **operation,
-        "ParentContext": None,
-        "PostEntityImages": [],
-        "PreEntityImages": [],
-        **tail,
-        "SharedVariables": [],
-        "Stage": 30,
         "UserId": write.caller.user_id,
     }
-    return {
-        **operation,
-        "ParentContext": parent,
-        "PostEntityImages": [],
-        "PreEntityImages": _pre_images(step, write),
-        **tail,
-        "SharedVariables": [],
-        "Stage": 40,
-        "UserId": write.caller.user_id,
-    }
+
+
+def _ordered(context: dict[str, Any]) -> dict[str, Any]:
+    """Keys in alphabetical order, as Dataverse serializes a RemoteExecutionContext."""
+    return dict(sorted(context.items()))
 
 
 def _pre_images(step: Step, write: Write) -> list[dict[str, Any]]:
