@@ -7,6 +7,7 @@ session's, from ``tests/conftest.py``).
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -102,3 +103,15 @@ def run_sync(sync_dag, sandboxes) -> Callable[[dict[str, Any]], SyncRun]:
         return SyncRun.of(sync_dag, {"dry_run": False, **conf})
 
     return run
+
+
+@pytest.fixture
+def output(capfd, caplog):
+    """Everything the run printed or logged (task logs reach ``logging`` in-process)."""
+    caplog.set_level(logging.INFO)
+
+    def read() -> str:
+        captured = capfd.readouterr()
+        return captured.out + captured.err + caplog.text
+
+    return read

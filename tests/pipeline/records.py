@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 ACCOUNT = "a0000000-0000-4000-8000-000000000001"
@@ -34,4 +35,14 @@ def account(account_id: str = ACCOUNT, **columns: Any) -> dict[str, Any]:
         "address1_country": "USA",
         "telephone1": "+1 425 555 0100",
         **columns,
+    }
+
+
+def calls_during(sandboxes, action) -> tuple[Any, dict[str, Counter]]:
+    """``action()``'s result and the API calls the sandboxes counted meanwhile, per service."""
+    before = sandboxes.calls()
+    result = action()
+    after = sandboxes.calls()
+    return result, {
+        service: Counter(after[service]) - Counter(before[service]) for service in after
     }

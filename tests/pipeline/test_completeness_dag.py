@@ -5,14 +5,13 @@ the run's task states and XCom."""
 
 from __future__ import annotations
 
-import logging
 import math
 from collections import Counter
 from typing import Any
 
 import pytest
 
-from tests.pipeline.records import ACCOUNT, account, contact, events, guid
+from tests.pipeline.records import ACCOUNT, account, calls_during, contact, events, guid
 
 FLAG = "removedFromCrm"
 LOOKUP = "GET /rest/v1/leads.json"  # the sandbox counts a POST ?_method=GET lookup as a GET
@@ -29,15 +28,6 @@ def marketo_writes(sandboxes) -> Counter:
     return Counter({k: v for k, v in calls.items() if k in WRITES})
 
 
-def calls_during(sandboxes, action) -> tuple[Any, dict[str, Counter]]:
-    before = sandboxes.calls()
-    result = action()
-    after = sandboxes.calls()
-    return result, {
-        service: Counter(after[service]) - Counter(before[service]) for service in after
-    }
-
-
 def lead_of(sandboxes, contact_id: str) -> dict[str, Any] | None:
     leads = sandboxes.marketo.admin.leads(dynamicsContactId=contact_id)
     return leads[0] if leads else None
@@ -48,18 +38,6 @@ def dataverse(sandboxes, method: str, path: str, body: Any = None) -> None:
     session = admin.api_session()
     response = session.request(method, f"{admin.api_url}/{path}", json=body, timeout=10)
     response.raise_for_status()
-
-
-@pytest.fixture
-def output(capfd, caplog):
-    """Everything the run printed or logged (task logs reach ``logging`` in-process)."""
-    caplog.set_level(logging.INFO)
-
-    def read() -> str:
-        captured = capfd.readouterr()
-        return captured.out + captured.err + caplog.text
-
-    return read
 
 
 @pytest.fixture

@@ -7,15 +7,13 @@ task states and XCom, never a value computed by the code under test.
 from __future__ import annotations
 
 import json
-import logging
-from collections import Counter
 from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import ParamValidationError
 
 from tests.fixtures import WEBHOOK_FIXTURE
-from tests.pipeline.records import ACCOUNT, account, contact, events, guid
+from tests.pipeline.records import ACCOUNT, account, calls_during, contact, events, guid
 
 SAMPLE_CONTACT = "6d81597f-0f9f-e711-8122-000d3aa2331c"  # the contact of Microsoft's sample webhook
 COMPANY_FIELDS = ("company", "billingStreet", "billingCity", "billingCountry", "mainPhone")
@@ -24,28 +22,6 @@ COMPANY_FIELDS = ("company", "billingStreet", "billingCity", "billingCountry", "
 def lead_of(sandboxes, contact_id: str) -> dict[str, Any]:
     (lead,) = sandboxes.marketo.admin.leads(dynamicsContactId=contact_id)
     return lead
-
-
-@pytest.fixture
-def output(capfd, caplog):
-    """Everything the run printed or logged (task logs reach ``logging`` in-process)."""
-    caplog.set_level(logging.INFO)
-
-    def read() -> str:
-        captured = capfd.readouterr()
-        return captured.out + captured.err + caplog.text
-
-    return read
-
-
-def calls_during(sandboxes, action) -> tuple[Any, dict[str, Counter]]:
-    """``action()``'s result and the API calls the sandboxes counted meanwhile, per service."""
-    before = sandboxes.calls()
-    result = action()
-    after = sandboxes.calls()
-    return result, {
-        service: Counter(after[service]) - Counter(before[service]) for service in after
-    }
 
 
 # --- the issue's scenarios --------------------------------------------------------------------
