@@ -11,19 +11,15 @@ import httpx
 import pytest
 
 from devenv.airflow import AirflowUser, LocalAirflow
-from sandbox.common.server import ServerThread
-from tests.relay.airflow_standin import PASSWORD, USERNAME, AirflowStandIn
+from tests.relay.airflow_standin import PASSWORD, USERNAME, AirflowStandIn, running_standin
 
 RUNS_PATH = "/api/v2/dags/dynamics_contact_to_marketo/dagRuns"
 
 
 @pytest.fixture
 def standin() -> Iterator[AirflowStandIn]:
-    standin = AirflowStandIn()
-    server = ServerThread(standin.app).start()
-    standin.url = server.url
-    yield standin
-    server.stop()
+    with running_standin() as standin:
+        yield standin
 
 
 @pytest.fixture

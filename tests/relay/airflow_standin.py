@@ -15,6 +15,8 @@ import itertools
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +24,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from sandbox.common.server import ServerThread
 
 USERNAME = "relay"
 PASSWORD = "relay-airflow-password"
@@ -183,3 +187,15 @@ class AirflowStandIn:
     async def _health(self, request: Request) -> Response:
         recorded = await self._record(request)
         return self._answer(recorded, 200, {"metadatabase": {"status": "healthy"}})
+
+
+@contextmanager
+def running_standin() -> Iterator[AirflowStandIn]:
+    """A stand-in served on a free loopback port (``.url`` set) for the duration of the block."""
+    standin = AirflowStandIn()
+    server = ServerThread(standin.app).start()
+    standin.url = server.url
+    try:
+        yield standin
+    finally:
+        server.stop()

@@ -33,7 +33,7 @@ from relay.limits import RelayLimits
 from relay.settings import RelaySettings
 from sandbox.common.server import ServerThread
 from tests.fixtures import WEBHOOK_FIXTURE
-from tests.relay.airflow_standin import PASSWORD, USERNAME, AirflowStandIn
+from tests.relay.airflow_standin import PASSWORD, USERNAME, AirflowStandIn, running_standin
 from tests.support import sandbox_airflow_env
 
 FIXTURE = WEBHOOK_FIXTURE
@@ -117,11 +117,8 @@ class RunningRelay:
 
 @pytest.fixture
 def airflow() -> Iterator[AirflowStandIn]:
-    standin = AirflowStandIn()
-    server = ServerThread(standin.app).start()
-    standin.url = server.url
-    yield standin
-    server.stop()
+    with running_standin() as standin:
+        yield standin
 
 
 @pytest.fixture
