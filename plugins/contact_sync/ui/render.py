@@ -214,9 +214,8 @@ def relay_card(relay: Mapping[str, Any] | None, error: str | None) -> str:
             '<p class="muted">Not configured: set <code>CONTACT_SYNC_RELAY_URL</code> on the API '
             "server to show the webhook relay's backlog.</p>"
         )
-    if error is not None:
-        return banner("error", f"The relay did not answer: {esc(error)}")
-    assert relay is not None
+    if error is not None or relay is None:
+        return banner("error", f"The relay did not answer: {esc(error or 'no answer')}")
     age = relay.get("oldest_pending_age_seconds")
     status = relay.get("status", "?")
     kind = "ok" if status == "ok" else "error"
