@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from contact_sync.events import normalize_guid
 
@@ -160,11 +160,11 @@ def plan_removal(
     if policy == "delete":
         ids = tuple(lead["id"] for lead in own)
         return plan("delete", removal.reason, delete_ids=ids)
-    assert flag_field is not None  # checked above
-    pending = [lead for lead in own if lead.get(flag_field) is not True]
+    flag = cast(str, flag_field)  # a flag policy without a field was refused above
+    pending = [lead for lead in own if lead.get(flag) is not True]
     if not pending:
         return plan("unchanged", f"{removal.reason}; its lead is already flagged")
-    writes = tuple({"id": lead["id"], flag_field: True} for lead in pending)
+    writes = tuple({"id": lead["id"], flag: True} for lead in pending)
     return plan("flag", removal.reason, flag_writes=writes)
 
 
