@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from contact_sync.events import EventError, event_from_webhook, refusal_reason
+from contact_sync.events import EventError, event_from_webhook
 from relay.airflow import AirflowClient
 from relay.forwarder import Forwarder
 from relay.limits import RelayLimits
@@ -114,9 +114,6 @@ class Relay:
         # Compared as contact_sync.events.refusal_reason does, so the relay drops nothing the DAG
         # would sync.
         self._accepted_messages = frozenset(m.casefold() for m in settings.accepted_messages)
-        # The sync DAG refuses what it does not act on (events.ACTED_ON): the relay keeps such
-        # events out of it. Another DAG (the benchmarks' floor DAG) gets what the lists say.
-        self._sync_dag = settings.dag_id == RelaySettings.dag_id
         self.metrics = Metrics()
         self.spool = Spool(settings.spool_path)
         self.forwarder = Forwarder(settings, self.spool, self.metrics, AirflowClient(settings))
@@ -180,7 +177,6 @@ class Relay:
         if (
             event.entity not in self.settings.accepted_entities
             or event.message.casefold() not in self._accepted_messages
-            or (self._sync_dag and refusal_reason(event) is not None)  # events.ACTED_ON
             or delete_ignored
         ):
             self.metrics.inc("relay_webhooks_ignored_total")

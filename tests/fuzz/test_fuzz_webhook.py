@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contact_sync.events import ACTED_ON, EventError, event_from_webhook
+from contact_sync.events import EventError, event_from_webhook
 from relay.app import WEBHOOK_PATH, create_app
 from relay.settings import RelaySettings
 from tests.fuzz.conftest import FUZZ, TRIED
@@ -138,10 +138,11 @@ def test_any_request_is_answered_2xx_or_4xx_and_only_accepted_events_are_stored(
     if status == "accepted":
         assert len(rows) == before + 1
         assert rows[-1]["entity_id"] == event.id
-        acted_on = (rows[-1]["entity"], rows[-1]["message"].casefold())
-        # What the sync acts on; a contact Delete only where the removal policy acts on it.
-        assert acted_on in ACTED_ON
-        assert acted_on != ("contact", "delete") or relay.settings.accept_contact_delete
+        entity, message = rows[-1]["entity"], rows[-1]["message"].casefold()
+        # What the relay's lists accept; a contact Delete only where the removal policy acts.
+        assert entity in relay.settings.accepted_entities
+        assert message in {m.casefold() for m in relay.settings.accepted_messages}
+        assert (entity, message) != ("contact", "delete") or relay.settings.accept_contact_delete
     else:
         assert len(rows) == before  # nothing stored for what was refused, ignored or a resend
     assert relay.request("GET", "/healthz").status_code == 200
