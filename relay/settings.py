@@ -16,9 +16,9 @@ Every setting, its variable and its default:
     At least one ``?code=`` key or one header value is required: the relay never runs open.
 ``RELAY_ACCEPTED_ENTITIES`` / ``RELAY_ACCEPTED_MESSAGES``
     Comma-separated; other webhooks are answered 202 and ignored (default ``contact,account`` and
-    ``Create,Update,Delete``). Within them, only what the sync acts on is kept
-    (``contact_sync.events.ACTED_ON``: contact Create/Update, account Update), and contact
-    ``Delete`` only when ``on_contact_removed`` in the mappings' ``settings.yaml`` (read at
+    ``Create,Update,Delete``); the DAG refuses, with the reason in its report, what it does not
+    act on (``contact_sync.events.ACTED_ON``; an account Create "writes nothing"). A contact
+    ``Delete`` is kept only when ``on_contact_removed`` in the mappings' ``settings.yaml`` (read at
     start, ``$CONTACT_SYNC_MAPPINGS_DIR``) is not ``ignore``, or ``RELAY_ACCEPT_CONTACT_DELETE``
     says so (true/false; it wins over the settings).
 ``RELAY_SPOOL_PATH``
