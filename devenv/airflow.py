@@ -195,6 +195,7 @@ class LocalAirflow:
         self._http: httpx.Client | None = None
         self._admin_token: str | None = None
         self._admin_renew_at = float("inf")
+        self._env: dict[str, str] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -206,7 +207,7 @@ class LocalAirflow:
         began = time.monotonic()
         deadline = began + timeout
         try:
-            env = self._prepare_home()
+            env = self._env = self._prepare_home()
             self._group.run(
                 self._airflow_command(["db", "migrate"]),
                 env=env,
@@ -259,6 +260,26 @@ class LocalAirflow:
             self._http.close()
             self._http = None
         self._admin_token = None
+
+    def stop_component(self, name: str, grace: float = 10.0) -> None:
+        """Stop one component (``api-server``, ``scheduler``, ...) as an outage or a rolling
+        restart would; the others keep running. ``start_component`` brings it back."""
+        if name not in self._group.pids:
+            raise ValueError(f"no running Airflow component {name!r}; running: {list(self.pids)}")
+        self._group.stop_one(name, grace)
+
+    def start_component(self, name: str, timeout: float = 120.0) -> None:
+        """Start a component stopped by ``stop_component`` again, with the environment of
+        ``start()``, and return once Airflow reports every component healthy."""
+        [args] = [args for component, args in self._components() if component == name]
+        self._group.spawn(
+            name,
+            self._airflow_command(args),
+            env=self._env,
+            log_path=self.log_dir / f"{name}.log",
+            cwd=self.home,
+        )
+        self._wait_until_healthy(time.monotonic() + timeout)
 
     def live_processes(self) -> list[psutil.Process]:
         """Every live process of this instance: components, their children, task processes.

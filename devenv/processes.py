@@ -215,6 +215,13 @@ class ProcessGroup:
 
     # -- stopping --------------------------------------------------------------------------------
 
+    def stop_one(self, name: str, grace: float = 10.0) -> None:
+        """Stop the process group ``name`` leads (its stop signal, SIGKILL after ``grace``); the
+        others keep running, and ``spawn(name, ...)`` may start it again. Its session is still
+        ours: whatever it left behind is found by ``leftovers()`` and ended by ``stop()``."""
+        process = self._processes.pop(name)
+        _stop_groups([(process, self._stop_signals.pop(name))], grace)
+
     def stop(self, grace: float = 10.0) -> None:
         """Stop everything, each step its stop signal first and SIGKILL after ``grace``.
 

@@ -28,6 +28,15 @@ class MarketoAdmin(SandboxAdmin):
                 return None
             raise
 
+    def writes(self) -> dict[int, dict[str, int]]:
+        """Lead id → how often Sync Leads created it, changed it, or wrote it again unchanged
+        (a sandbox-only count: real Marketo keeps no such tally)."""
+        return {int(lead_id): counts for lead_id, counts in self.get("writes").items()}
+
+    def quota(self) -> dict[str, Any]:
+        """Today's daily quota: ``{"limit": n or None, "used": n, "day": "YYYY-MM-DD"}`` (CST)."""
+        return self.get("quota")
+
     def add_field(
         self, name: str, data_type: str = "string", display_name: str | None = None
     ) -> dict[str, Any]:

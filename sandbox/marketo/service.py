@@ -290,13 +290,17 @@ class MarketoService:
         if self._rate.acquire() is not None:
             s = self.settings
             raise ApiError("606", rate_limit_message(s.rate_limit_calls, s.rate_limit_window_s))
+        self._roll_quota_day()
+        if not self._quota.take():
+            raise ApiError("607")
+
+    def _roll_quota_day(self) -> None:
+        """A new day (CST) starts the quota afresh."""
         with self._quota_lock:
             today = self._cst_day()
             if today != self._quota_day:
                 self._quota_day = today
                 self._quota.reset()
-        if not self._quota.take():
-            raise ApiError("607")
 
     # ----- REST endpoints -----
 
@@ -373,6 +377,8 @@ class MarketoService:
             ("/clock", self._admin_clock, ["POST"]),
             ("/leads", self._admin_leads, ["GET", "POST"]),
             ("/leads/{lead_id:int}", self._admin_lead, ["GET"]),
+            ("/writes", self._admin_writes, ["GET"]),
+            ("/quota", self._admin_quota, ["GET"]),
             ("/fields", self._admin_fields, ["POST"]),
             ("/companies", self._admin_companies, ["GET", "POST"]),
         ]
@@ -420,6 +426,14 @@ class MarketoService:
     def _admin_lead(self, request: Request, body: Any) -> Any:
         lead = self.database.lead(request.path_params["lead_id"])
         return lead if lead is not None else JSONResponse({"error": "no such lead"}, 404)
+
+    def _admin_writes(self, request: Request, body: Any) -> Any:
+        return {str(lead_id): counts for lead_id, counts in self.database.writes().items()}
+
+    def _admin_quota(self, request: Request, body: Any) -> Any:
+        """Today's daily quota (Marketo's Admin > Web Services page shows the same)."""
+        self._roll_quota_day()
+        return {"limit": self._quota.limit, "used": self._quota.used, "day": self._quota_day}
 
     def _admin_fields(self, request: Request, body: Any) -> Any:
         spec = body or {}

@@ -7,6 +7,7 @@ Response-level failures raise ``ApiError``; record-level ones become ``skipped``
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,11 +56,16 @@ class LeadDatabase:
         self._companies_by_external_id: dict[Any, dict[str, Any]] = {}
         self._next_lead_id = 1
         self._next_company_id = 1
+        # Every Sync Leads write per lead id: created, changed (a value differed) or unchanged
+        # (the same values again). A sandbox-only instrument, so tests can prove that a retry or
+        # a replay never wrote a contact twice with the same values.
+        self._writes: dict[int, Counter[str]] = {}
 
     # ----- state -----
 
     def reset(self) -> None:
         with self._lock:
+            self._writes.clear()
             self._leads.clear()
             self._companies.clear()
             self._companies_by_external_id.clear()
@@ -131,6 +137,11 @@ class LeadDatabase:
                 for name, value in filters.items()
             )
         ]
+
+    def writes(self) -> dict[int, dict[str, int]]:
+        """Lead id → how often Sync Leads created it, changed it, or wrote it unchanged."""
+        with self._lock:
+            return {lead_id: dict(counts) for lead_id, counts in self._writes.items()}
 
     def companies(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -403,6 +414,7 @@ class LeadDatabase:
             "leadPartitionId": partition_index + 1,
             **{name: value for name, value in values.items() if value is not None},
         }
+        self._writes.setdefault(lead_id, Counter())["created"] += 1
         return {"id": lead_id, "status": "created"}
 
     def _update_lead(
@@ -412,20 +424,22 @@ class LeadDatabase:
         refused = self._company_write_refused(settings, lead, values)
         if refused:
             return _skipped(refused)
-        self._apply(lead, values)
+        changed = self._apply(lead, values)
+        self._writes.setdefault(lead["id"], Counter())["changed" if changed else "unchanged"] += 1
         return {"id": lead["id"], "status": "updated"}
 
-    def _apply(self, record: dict[str, Any], values: dict[str, Any]) -> None:
-        """Write ``values``; ``updatedAt`` moves only when a value really changed."""
+    def _apply(self, record: dict[str, Any], values: dict[str, Any]) -> bool:
+        """Write ``values``; ``updatedAt`` moves only when a value really changed (then True)."""
         changed = {n: v for n, v in values.items() if record.get(n) != v}
         if not changed:
-            return
+            return False
         for name, value in changed.items():
             if value is None:
                 record.pop(name, None)
             else:
                 record[name] = value
         record["updatedAt"] = iso(self._clock.now())
+        return True
 
     # ----- Delete Leads -----
 

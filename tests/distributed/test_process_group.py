@@ -69,6 +69,27 @@ def test_what_ignores_sigterm_is_killed_after_the_grace(tmp_path: Path):
     assert group.leftovers() == []
 
 
+def test_stop_one_ends_one_member_and_it_can_be_started_again(tmp_path: Path):
+    group = ProcessGroup("pair")
+    sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+    def spawn(name: str):
+        return group.spawn(name, sleep, env=dict(os.environ), log_path=tmp_path / f"{name}.log")
+
+    first, other = spawn("first"), spawn("other")
+    group.stop_one("first", grace=5)
+
+    assert first.returncode == -signal.SIGTERM
+    assert other.poll() is None
+    assert set(group.pids) == {"other"}
+    assert {p.pid for p in group.leftovers()} == {other.pid}
+    again = spawn("first")
+    assert set(group.pids) == {"first", "other"}
+    group.stop(grace=5)
+    assert again.poll() is not None
+    assert group.leftovers() == []
+
+
 def test_a_failing_command_raises_with_its_log(tmp_path: Path):
     group = ProcessGroup("once")
     failing = [sys.executable, "-c", "import sys; print('no database here'); sys.exit(3)"]

@@ -58,7 +58,11 @@ def test_daily_quota_607_until_midnight_central_time(marketo, rest):
     answers = [rest.get(DESCRIBE) for _ in range(3)]
 
     assert answers[2]["errors"] == [{"code": "607", "message": "Daily quota reached"}]
+    before = marketo.admin.quota()
+    assert (before["limit"], before["used"]) == (2, 2)
     marketo.admin.advance_clock(24 * 3600)
+    after = marketo.admin.quota()
+    assert (after["used"], after["day"] > before["day"]) == (0, True)
     assert error_code(rest.call("GET", DESCRIBE).json()) == "602"  # a day outlives the token
     assert MarketoRest(marketo.url).get(DESCRIBE)["success"] is True  # with a fresh token
 

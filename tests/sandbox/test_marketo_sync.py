@@ -118,6 +118,20 @@ def test_updated_at_moves_only_when_a_value_changes(marketo, rest):
     assert changed["createdAt"] == created["createdAt"]
 
 
+def test_the_write_log_tells_created_changed_and_unchanged_writes_apart(marketo, rest):
+    [a] = [r["id"] for r in rest.sync([{"email": "a@x.com", "city": "Oslo"}])["result"]]
+    rest.sync([{"email": "a@x.com", "city": "Oslo"}, {"email": "b@x.com"}])
+    rest.sync([{"email": "a@x.com", "city": "Rome"}])
+    [b] = [lead["id"] for lead in marketo.admin.leads(email="b@x.com")]
+
+    assert marketo.admin.writes() == {
+        a: {"created": 1, "unchanged": 1, "changed": 1},
+        b: {"created": 1},
+    }
+    marketo.admin.reset()
+    assert marketo.admin.writes() == {}
+
+
 def test_options_real_clients_send_are_accepted(marketo, rest):
     answer = rest.sync(
         [{"email": "a@x.com"}],
