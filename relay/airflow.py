@@ -69,6 +69,10 @@ class AirflowClient:
         self._rest: RestClient | None = None
         self._lock = threading.Lock()
 
+    def load(self) -> None:
+        """Build the REST client now (blocking, seconds: call it in a thread)."""
+        self._client()
+
     def _client(self) -> RestClient:
         with self._lock:
             if self._rest is None:

@@ -116,7 +116,8 @@ class Relay:
         self._accepted_messages = frozenset(m.casefold() for m in settings.accepted_messages)
         self.metrics = Metrics()
         self.spool = Spool(settings.spool_path)
-        self.forwarder = Forwarder(settings, self.spool, self.metrics, AirflowClient(settings))
+        self.airflow = AirflowClient(settings)
+        self.forwarder = Forwarder(settings, self.spool, self.metrics, self.airflow)
 
     def _reject(self, status: int, reason: str, message: str) -> JSONResponse:
         self.metrics.inc("relay_webhooks_rejected_total", label=("reason", reason))
@@ -246,11 +247,17 @@ class Relay:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        # The REST client takes seconds to import: loaded while the relay already serves webhooks,
+        # so that the first trigger does not pay for it. A failure shows in the forwarder's log,
+        # whose calls load it again.
+        loading = asyncio.create_task(asyncio.to_thread(self.airflow.load))
         self.forwarder.start()
         try:
             yield
         finally:
             await self.forwarder.stop()
+            with contextlib.suppress(Exception):
+                await loading
             self.spool.close()
 
 
