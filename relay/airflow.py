@@ -76,6 +76,7 @@ class AirflowClient:
     def _client(self) -> RestClient:
         with self._lock:
             if self._rest is None:
+                # Here, not at the top: importing it is what a restarted relay must not wait for.
                 from relay.airflow_rest import RestClient
 
                 self._rest = RestClient(self._settings, clock=self._clock)
