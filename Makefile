@@ -73,7 +73,7 @@ test-compose: $(STAMP)
 # The chaos scenario on the live stack (tests/chaos/test_chaos_live.py): a 2,000-contact import
 # through Airflow and relay outages and Marketo/Dataverse faults, then the daily quota; it prints
 # its accounting. Minutes long: its duration is printed, as it counts against CI's 90 minutes.
-test-chaos: $(STAMP)
+test-chaos: $(STAMP) services
 	@start=$$(date +%s); \
 	CHAOS_TEST=1 $(BIN)/python -m pytest -m chaos -s -rs -p no:cacheprovider tests/chaos; \
 	status=$$?; echo "make test-chaos: $$(( $$(date +%s) - start )) s"; exit $$status

@@ -1,12 +1,13 @@
 """The product running as the demo runs it, for the benchmarks that need a live Airflow.
 
 ``running_stack(name)`` starts ``python -m sandbox`` (Dataverse + Entra ID, Marketo, with their
-documented limits), Airflow 3 (API server, scheduler, DAG processor; LocalExecutor on SQLite, the
-demo's parallelism of 4, the settings of ``deploy/airflow-tuning.env`` or, with ``tuning={}``,
-Airflow's stock ones) loading the real-time DAG and the no-op floors of ``bench/dags/`` (or the
-DAG files given), and then relays on demand, each wired by a Dataverse webhook (auth type
-WebhookKey) as an operator wires it. Every process is a process group of its own, stopped when
-the block ends (Ctrl-C and SIGTERM included); leftovers are an error.
+documented limits), Airflow 3 (API server, scheduler, DAG processor; LocalExecutor on SQLite, or
+the ``database_url`` given; the demo's parallelism of 4; the settings of
+``deploy/airflow-tuning.env`` or, with ``tuning={}``, Airflow's stock ones) loading the real-time
+DAG and the no-op floors of ``bench/dags/`` (or the DAG files given), and then relays on demand,
+each wired by a Dataverse webhook (auth type WebhookKey) as an operator wires it. Every process
+is a process group of its own, stopped when the block ends (Ctrl-C and SIGTERM included);
+leftovers are an error.
 
 State and logs go to ``.bench/<name>/``, emptied at each start and kept afterwards for a look.
 """
@@ -70,6 +71,7 @@ class LiveStack:
         *,
         dag_files: Sequence[Path] = DAG_FILES,
         tuning: Mapping[str, str] | None = None,
+        database_url: str | None = None,
     ) -> None:
         self.work_dir = work_dir
         self.log_dir = work_dir / "logs"
@@ -83,6 +85,7 @@ class LiveStack:
             env={**self.sandbox.connection_env(), **ledger_env(work_dir / "ledger.db")},
             parallelism=PARALLELISM,
             tuning=tuning,
+            database_url=database_url,
         )
         self.relays: list[LocalRelay] = []  # running
         self._stopped_relays: list[LocalRelay] = []
