@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import socket
+import threading
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -253,3 +257,67 @@ def test_oversize_payload_is_stripped_with_the_header(api, dataverse, receiver):
     assert body["InputParameters"] == body["PreEntityImages"] == body["PostEntityImages"] == []
     assert body["PrimaryEntityId"] == contact_id
     assert job["size_exceeded"] is True
+
+
+@contextlib.contextmanager
+def raw_endpoint(reply: bytes | None) -> Iterator[str]:
+    """A webhook URL on loopback whose server reads a request and writes ``reply`` as it is,
+    then closes; ``None``: it never answers (until the test ends)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while not done.is_set():
+                connection, _ = server.accept()
+                with connection:
+                    connection.recv(65536)
+                    if reply is None:
+                        done.wait()
+                    else:
+                        connection.sendall(reply)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}/hook"
+    finally:
+        done.set()
+        server.close()
+        thread.join(timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("reply", "statuscode", "message"),
+    [
+        # No Content-Length: the body runs until the endpoint closes.
+        (b"HTTP/1.1 202 Accepted\r\nContent-Type: text/plain\r\n\r\naccepted", 30, None),
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", 30, None),
+        (b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", 31, "answered 404"),
+        (b"SSH-2.0-OpenSSH_9.2\r\n", 31, "The webhook call failed: _NotHttp."),
+        (None, 31, "The webhook call timed out."),
+    ],
+)
+def test_an_endpoints_answer_decides_the_jobs_outcome(api, dataverse, reply, statuscode, message):
+    dataverse.admin.settings(webhook_timeout_s=0.5)
+    with raw_endpoint(reply) as url:
+        dataverse.admin.register_webhook(url, "WebhookKey", "k3y", messages=["Create"])
+        create_contact(api, lastname="Answer")
+        [job] = dataverse.admin.wait_for_deliveries(1)
+
+    assert job["statuscode"] == statuscode
+    assert (job["message"] is None) if message is None else (message in job["message"])
+
+
+def test_an_endpoint_nobody_listens_on_fails_the_job_with_the_reason(api, dataverse):
+    with socket.create_server(("127.0.0.1", 0)) as placeholder:
+        port = placeholder.getsockname()[1]  # free once closed: nothing listens there
+    dataverse.admin.register_webhook(
+        f"http://127.0.0.1:{port}/hook", "WebhookKey", "k3y", messages=["Create"]
+    )
+    create_contact(api, lastname="Nobody")
+    [job] = dataverse.admin.wait_for_deliveries(1)
+
+    assert job["statuscode"] == 31
+    assert job["message"] == "The webhook call failed: ConnectionRefusedError."
+    assert [attempt["status"] for attempt in job["attempts"]] == [None]
