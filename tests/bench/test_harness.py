@@ -126,3 +126,15 @@ def test_a_process_belongs_to_the_component_whose_session_it_is_in():
     assert component_of(me, {"scheduler": session}) == "scheduler"
     assert component_of(me, {"api-server": me.ppid()}) == "api-server"  # by its parent
     assert component_of(me, {}) == "other"
+
+
+def test_a_relay_metric_is_read_from_prometheus_text():
+    from bench.burst import FORWARDED, metric
+
+    text = (
+        "# TYPE relay_events_forwarded_total counter\n"
+        'relay_batches_total{outcome="sent"} 3\n'
+        "relay_events_forwarded_total 4999\n"
+    )
+    assert metric(text, FORWARDED) == 4999
+    assert metric("relay_events_forwarded_total_created 5\n", FORWARDED) == 0
