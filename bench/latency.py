@@ -125,7 +125,7 @@ def run(events: int = EVENTS, *, idle_seconds: float = IDLE_SECONDS) -> dict[str
                 cpu["tuned"] = _idle(stack, idle_seconds, cpu_split, "tuned")
                 calls_before = stack.api_calls()
             if number < 0:
-                _warm_up(stack, writer, SYNC_DAG_ID, floor_dag)
+                warm_up(stack, writer, SYNC_DAG_ID, floor_dag)
                 continue
             sync = _sync_event(stack, writer, number)
             floor = _floor_event(stack, writer, number, floor_dag)
@@ -165,7 +165,7 @@ def _stock(
             if number == 0:
                 cpu["stock"] = _idle(stack, idle_seconds, cpu_split, "stock")
             if number < 0:
-                _warm_up(stack, writer, FLOOR_DAG_ID)
+                warm_up(stack, writer, FLOOR_DAG_ID)
                 continue
             sample = _floor_event(stack, writer, number, FLOOR_DAG_ID)
             print(
@@ -176,7 +176,7 @@ def _stock(
             samples["stock"].append(sample)
 
 
-def _warm_up(stack: LiveStack, writer: WebApiWriter, *dag_ids: str) -> None:
+def warm_up(stack: LiveStack, writer: WebApiWriter, *dag_ids: str) -> None:
     """One run of each DAG, not measured, whatever its outcome: a fresh Airflow's first task
     pays one-off start-up costs (on a loaded machine its first Execution API call has taken a
     minute, and a task has failed on it)."""

@@ -99,6 +99,7 @@ class LiveStack:
         self.relays: list[LocalRelay] = []  # running
         self._stopped_relays: list[LocalRelay] = []
         self._webhook_key = secrets.token_urlsafe(24)
+        self.warm = False  # a benchmark's warm-up run went through (Airflow keeps it over resets)
 
     def start(self) -> None:
         self.sandbox.start()
