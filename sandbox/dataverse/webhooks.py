@@ -20,6 +20,7 @@ import ssl
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -41,6 +42,11 @@ EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
 DEFAULT_MESSAGES = ("Create", "Update")
 # Messages whose Target is an EntityReference (the row is gone, or named only), not an Entity
 _REFERENCE_TARGET = ("Delete", "Merge")
+# Deliveries in flight at once: the asynchronous service runs system jobs on a bounded pool of
+# workers, not one connection per pending job (NOT FOUND: its size). Unbounded, a bulk import's
+# backlog opened hundreds of connections at once and the relay's connection limit answered 503
+# to some, which lost their events after the one retry.
+MAX_CONCURRENT_DELIVERIES = 16
 RETRIED_STATUSES = (502, 503, 504)  # "one more attempt only when these error codes are returned"
 # Columns Dataverse sets itself on update; they are in the Target however the caller's changes are
 _PLATFORM_UPDATE = ("modifiedon", "_modifiedby_value", "versionnumber", "fullname", "yomifullname")
@@ -89,6 +95,10 @@ class Webhooks:
         self._steps: list[Step] = []
         self._deliveries: list[dict[str, Any]] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        # Per event loop: a server restarted in another loop gets a semaphore of its own.
+        self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
 
     # --- registrations --------------------------------------------------------------------------
 
@@ -263,9 +273,23 @@ class Webhooks:
         }
         with self._lock:
             self._deliveries.append(job)
+        loop = asyncio.get_running_loop()
+        slots = self._slots.setdefault(loop, asyncio.Semaphore(MAX_CONCURRENT_DELIVERIES))
+        async with slots:
+            await self._send(job, url, body, headers, settings.webhook_timeout_s)
+
+    async def _send(
+        self,
+        job: dict[str, Any],
+        url: str,
+        body: bytes,
+        headers: dict[str, str],
+        timeout: float,
+    ) -> None:
+        """One delivery's attempts (a second only after 502/503/504), recorded in ``job``."""
         job["statecode"], job["statuscode"] = IN_PROGRESS
         for _ in range(2):
-            status, error = await _post(url, body, headers, settings.webhook_timeout_s)
+            status, error = await _post(url, body, headers, timeout)
             job["attempts"].append(
                 {"status": status, "error": error, "at": _iso(self._clock.now())}
             )

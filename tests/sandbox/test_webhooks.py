@@ -7,11 +7,15 @@ import json
 import re
 import socket
 import threading
+from collections import Counter
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
 
+from devenv.processes import wait_for
+from sandbox.dataverse.webhooks import MAX_CONCURRENT_DELIVERIES
 from tests.fixtures import WEBHOOK_FIXTURE
 
 FIXTURE = WEBHOOK_FIXTURE
@@ -321,3 +325,45 @@ def test_an_endpoint_nobody_listens_on_fails_the_job_with_the_reason(api, datave
     assert job["statuscode"] == 31
     assert job["message"] == "The webhook call failed: ConnectionRefusedError."
     assert [attempt["status"] for attempt in job["attempts"]] == [None]
+
+
+def test_at_most_a_bounded_number_of_deliveries_are_in_flight(api, dataverse):
+    # The endpoint holds every request until released: the deliveries beyond the bound wait
+    # (READY) instead of opening more connections, and all go once the endpoint answers.
+    release = threading.Event()
+    in_flight: list[int] = []
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            with lock:
+                in_flight.append(1)
+            release.wait(timeout=30)
+            self.send_response(202)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
+    bound = MAX_CONCURRENT_DELIVERIES
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        dataverse.admin.register_webhook(url, "WebhookKey", "k3y", messages=["Create"])
+        for number in range(bound + 4):
+            create_contact(api, lastname=f"Bound{number}")
+        wait_for(lambda: len(in_flight) == bound, timeout=10, what="the bound reached")
+        states = Counter(job["statecode"] for job in dataverse.admin.deliveries())
+        assert states == {2: bound, 0: 4}  # in progress, ready (waiting for a worker)
+        assert len(in_flight) == bound
+
+        release.set()
+        jobs = dataverse.admin.wait_for_deliveries(bound + 4, timeout=30)
+        assert [job["statuscode"] for job in jobs] == [30] * (bound + 4)
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
