@@ -111,6 +111,7 @@ def run(events: int = EVENTS, *, idle_seconds: float = IDLE_SECONDS) -> dict[str
     print(f"\nBenchmark 1, latency: {events} single events per DAG")
     samples: dict[str, list[Sample]] = {"stock": [], "sync": [], "floor": []}
     cpu: dict[str, float] = {}
+    cpu_split: dict[str, dict[str, float]] = {}  # per Airflow component
 
     print(f"\n  tuned Airflow (deploy/airflow-tuning.env): the product beside {floor_dag}")
     tuned_files = [DAG_FILES[0], BENCH_DAGS / f"{floor_dag}.py"]
@@ -121,10 +122,10 @@ def run(events: int = EVENTS, *, idle_seconds: float = IDLE_SECONDS) -> dict[str
         calls_before: dict[str, Any] = {}
         for number in range(-WARMUP, events):
             if number == 0:
-                cpu["tuned"] = _idle(stack, idle_seconds)
+                cpu["tuned"] = _idle(stack, idle_seconds, cpu_split, "tuned")
                 calls_before = stack.api_calls()
             if number < 0:
-                _warm_up(stack, writer, SYNC_DAG_ID, floor_dag)
+                warm_up(stack, writer, SYNC_DAG_ID, floor_dag)
                 continue
             sync = _sync_event(stack, writer, number)
             floor = _floor_event(stack, writer, number, floor_dag)
@@ -140,15 +141,19 @@ def run(events: int = EVENTS, *, idle_seconds: float = IDLE_SECONDS) -> dict[str
     # API (see README); the tuned figures are kept whatever happens to it.
     stock_error = None
     try:
-        _stock(samples, cpu, events, idle_seconds)
+        _stock(samples, cpu, cpu_split, events, idle_seconds)
     except Exception as exc:  # the reference failed: say so beside the figures, keep them
         stock_error = f"{type(exc).__name__}: {exc}"
         print(f"  stock reference failed: {stock_error}", flush=True)
-    return _report(samples, cpu, calls, events, floor_dag, stock_error)
+    return _report(samples, cpu, cpu_split, calls, events, floor_dag, stock_error)
 
 
 def _stock(
-    samples: dict[str, list[Sample]], cpu: dict[str, float], events: int, idle_seconds: float
+    samples: dict[str, list[Sample]],
+    cpu: dict[str, float],
+    cpu_split: dict[str, dict[str, float]],
+    events: int,
+    idle_seconds: float,
 ) -> None:
     """The reference: stock Airflow, the seven-task floor, the relay's old fixed window."""
     print("\n  stock Airflow settings, seven-task floor, relay with a fixed 1 s window")
@@ -158,9 +163,9 @@ def _stock(
         writer = WebApiWriter(stack.sandbox.dataverse)
         for number in range(-WARMUP, events):
             if number == 0:
-                cpu["stock"] = _idle(stack, idle_seconds)
+                cpu["stock"] = _idle(stack, idle_seconds, cpu_split, "stock")
             if number < 0:
-                _warm_up(stack, writer, FLOOR_DAG_ID)
+                warm_up(stack, writer, FLOOR_DAG_ID)
                 continue
             sample = _floor_event(stack, writer, number, FLOOR_DAG_ID)
             print(
@@ -171,7 +176,7 @@ def _stock(
             samples["stock"].append(sample)
 
 
-def _warm_up(stack: LiveStack, writer: WebApiWriter, *dag_ids: str) -> None:
+def warm_up(stack: LiveStack, writer: WebApiWriter, *dag_ids: str) -> None:
     """One run of each DAG, not measured, whatever its outcome: a fresh Airflow's first task
     pays one-off start-up costs (on a loaded machine its first Execution API call has taken a
     minute, and a task has failed on it)."""
@@ -195,11 +200,15 @@ def _warm_up(stack: LiveStack, writer: WebApiWriter, *dag_ids: str) -> None:
         )
 
 
-def _idle(stack: LiveStack, seconds: float) -> float:
+def _idle(stack: LiveStack, seconds: float, split: dict[str, dict[str, float]], key: str) -> float:
+    """Airflow's idle CPU over ``seconds``: the total (returned) and, into ``split[key]``, each
+    component's share, so a tuning's price shows where it is paid."""
     print(f"  measuring Airflow's idle CPU for {seconds:.0f} s ...", flush=True)
-    share = idle_cpu(stack.airflow, seconds)
-    print(f"  idle CPU: {share:.1%} of one core", flush=True)
-    return share
+    idle = idle_cpu(stack.airflow, seconds)
+    split[key] = idle.by_component
+    parts = ", ".join(f"{name} {share:.1%}" for name, share in idle.by_component.items())
+    print(f"  idle CPU: {idle.total:.1%} of one core ({parts})", flush=True)
+    return idle.total
 
 
 def _sync_event(stack: LiveStack, writer: WebApiWriter, number: int) -> Sample:
@@ -265,6 +274,7 @@ def _stats(samples: Sequence[Sample], field: str) -> dict[str, float]:
 def _report(
     samples: dict[str, list[Sample]],
     cpu: dict[str, float],
+    cpu_split: dict[str, dict[str, float]],
     calls: dict[str, Any],
     events: int,
     floor_dag: str,
@@ -325,6 +335,7 @@ def _report(
         "goals": {name: {"value": g[0], "goal": g[1]} for name, g in goals.items()},
         "figures": figures,
         "idle_cpu_of_one_core": cpu,
+        "idle_cpu_by_component": cpu_split,
         "stock_error": stock_error,
         "failed_runs": failed,
         "api_calls": calls,
@@ -347,6 +358,9 @@ def _report(
     print(table(("goal", "figure", "limit", "met"), goal_rows))
     if "stock" in cpu:
         print(f"Idle CPU of stock Airflow, for reference: {cpu['stock']:.1%} of one core")
+    for key, split in cpu_split.items():
+        parts = ", ".join(f"{name} {share:.1%}" for name, share in split.items())
+        print(f"Idle CPU by component, {key}: {parts}")
     print(
         f"Runs of the real DAG not successful: {failed}. API calls per event: "
         f"Dataverse {dataverse_calls / events:.1f}, Marketo REST {marketo['rest'] / events:.1f} "

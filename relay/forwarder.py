@@ -11,7 +11,9 @@ One asyncio task in the relay process, started and stopped with the app's lifesp
    was in flight, go in one run. A due partial batch waits longer (up to the maximum wait after
    its oldest event) while Airflow already has enough runs of the DAG queued or running (asked
    only when a batch went lately): another run would only compete for task slots, so the batch
-   grows instead. A slow bulk import makes a few full runs, not one per window. With
+   grows instead. A slow bulk import makes a few full runs, not one per window. Holding ends
+   once no event came for ``HOLD_QUIET_SECONDS``: the import is over, the batch cannot grow,
+   and waiting on would only delay its last contacts (up to the maximum wait). With
    ``batch_leading_edge`` off the window counts from the oldest pending event instead, so every
    event waits it whole (the rule before the leading edge, kept to compare with).
 3. It triggers the run. Created or 409 (Airflow already has that run id) → ``sent``. Connection
@@ -40,6 +42,10 @@ log = logging.getLogger(__name__)
 
 # While a due batch is held, Airflow is asked this often how many runs it has.
 _HOLD_RECHECK_SECONDS = 1.0
+# A held batch goes once no event came for this long: the events stopped (a bulk import ended),
+# so it cannot grow, and holding it to the maximum wait (30 s) only delayed the last contacts of
+# a 5,000-contact burst by that much. Longer than the gaps of a slow import's webhooks.
+HOLD_QUIET_SECONDS = 3.0
 
 
 def batch_note(batch: Batch) -> str:
@@ -79,10 +85,14 @@ class Forwarder:
         self._task: asyncio.Task[None] | None = None
         self._backoff = settings.backoff_initial_seconds
         self._last_claimed_at = float("-inf")  # when the last new batch was claimed
+        # When the webhook handler last stored an event (-inf after a start: the spooled events
+        # are not arriving, nothing to wait for).
+        self._last_event_at = float("-inf")
         self.airflow_reachable: bool | None = None
 
     def notify(self) -> None:
         """A new event is in the spool (called by the webhook handler)."""
+        self._last_event_at = self._clock()
         self._wakeup.set()
 
     def start(self) -> None:
@@ -159,10 +169,12 @@ class Forwarder:
             # Only after a batch sent lately is Airflow likely busy: an isolated event is not
             # worth a question.
             recent = now - self._last_claimed_at < settings.batch_max_wait_seconds
-            if hold_left > 0 and recent and await self._airflow_busy():
+            arriving = now - self._last_event_at < HOLD_QUIET_SECONDS
+            if hold_left > 0 and recent and arriving and await self._airflow_busy():
                 self._metrics.inc("relay_batches_held_total")
                 # Not woken by each new event: that would ask Airflow once per event.
-                await self._sleep(min(_HOLD_RECHECK_SECONDS, hold_left))
+                quiet_left = self._last_event_at + HOLD_QUIET_SECONDS - now
+                await self._sleep(min(_HOLD_RECHECK_SECONDS, hold_left, quiet_left))
                 return None
         self._last_claimed_at = now
         return await asyncio.to_thread(self._spool.claim_batch, settings.batch_max_events)

@@ -18,21 +18,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import ExceptionRetryPolicy, Param, RetryAction, RetryRule, get_current_context
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
-from contact_sync import pipeline
-from contact_sync import reconcile as reconciliation
 from contact_sync.errors import NEVER_RETRY
 from contact_sync.events import EventError, Refusal, SyncRequest, parse_run_conf
-from contact_sync.hooks.dynamics import DynamicsHook
-from contact_sync.hooks.marketo import MarketoHook
 from contact_sync.ledger import LEDGER_CONN_ID, Ledger
 from contact_sync.mapping import Mappings, load_mappings
 from contact_sync.models import Outcome
 from contact_sync.report import RunReport, summarise_api_calls
+
+if TYPE_CHECKING:
+    from contact_sync.hooks.dynamics import DynamicsHook
+    from contact_sync.hooks.marketo import MarketoHook
+
+# The hooks, the pipeline and the reconciliation (requests, urllib3, jsonschema and the rest,
+# ~0.5 s of imports on a 2-core machine) are imported by the functions that call them: every
+# DAG file parse and every task process imports this module, and parse_events and report,
+# two of the real-time DAG's three tasks, never call Dataverse or Marketo.
 
 __all__ = [
     "DEFAULT_ARGS",
@@ -198,6 +203,10 @@ def sync_contacts(request: Mapping[str, Any], *, dry_run: bool = False) -> dict[
     was a dry run (no Marketo write; the outcomes say what would happen, and ``report`` must not
     fail the run for rejections).
     """
+    from contact_sync import pipeline
+    from contact_sync.hooks.dynamics import DynamicsHook
+    from contact_sync.hooks.marketo import MarketoHook
+
     dynamics, marketo = DynamicsHook(), MarketoHook()
     mappings = _mappings_for(marketo)  # a MappingError names the setting and fails at once
     result = pipeline.sync_request(
@@ -270,6 +279,9 @@ def fail_on_rejections(summary: Mapping[str, Any]) -> None:
 
 def plan_windows(params: Mapping[str, Any], context: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The run's window from its params and data interval, cut into time slices."""
+    from contact_sync import reconcile as reconciliation
+    from contact_sync.hooks.dynamics import DynamicsHook
+
     run_after: datetime = context["dag_run"].run_after
     window = reconciliation.resolve_window(
         since=params["since"],
@@ -286,6 +298,10 @@ def plan_windows(params: Mapping[str, Any], context: Mapping[str, Any]) -> list[
 def reconcile_window(window: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
     """Reconcile one time slice; its report (counts, rejected ids, API calls) as a dict, with
     ``dry_run`` (no Marketo write happened; the counts say what would have)."""
+    from contact_sync import reconcile as reconciliation
+    from contact_sync.hooks.dynamics import DynamicsHook
+    from contact_sync.hooks.marketo import MarketoHook
+
     slice_ = reconciliation.Window.from_dict(window)
     dynamics, marketo = DynamicsHook(), MarketoHook()
     mappings = _mappings_for(marketo)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from datetime import UTC, datetime
 
 import psutil
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from bench.harness import calls_between, marketo_calls, percentile
 from bench.latency import LEAD_TASKS, lead_task
-from bench.live import cpu_seconds, sync_calls
+from bench.live import component_of, cpu_by_component, cpu_seconds, sync_calls
 from tests.support import REALTIME_TASK_IDS
 
 
@@ -100,3 +101,40 @@ def test_cpu_seconds_counts_what_a_process_burned():
     while time.process_time() < deadline:  # burn 0.2 s of CPU, whatever the wall clock does
         pass
     assert cpu_seconds([me])[me.pid] - before >= 0.19
+
+
+def test_a_lead_counts_from_the_end_of_its_created_second():
+    from bench.burst import lead_written_at
+
+    written = lead_written_at({"createdAt": "2026-01-02T03:04:05Z"})
+    assert written == datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC).timestamp()
+
+
+def test_cpu_between_samples_is_summed_per_component():
+    before = {1: 10.0, 2: 5.0, 3: 1.0}
+    after = {1: 12.5, 2: 5.5, 4: 0.75, 5: 0.25}  # 3 ended; 4 and 5 started meanwhile
+    owners = {1: "scheduler", 2: "dag-processor", 4: "scheduler"}
+
+    used = cpu_by_component(before, after, owners)
+
+    assert used == {"scheduler": 3.25, "dag-processor": 0.5, "other": 0.25}
+
+
+def test_a_process_belongs_to_the_component_whose_session_it_is_in():
+    me = psutil.Process(os.getpid())
+    session = os.getsid(me.pid)
+    assert component_of(me, {"scheduler": session}) == "scheduler"
+    assert component_of(me, {"api-server": me.ppid()}) == "api-server"  # by its parent
+    assert component_of(me, {}) == "other"
+
+
+def test_a_relay_metric_is_read_from_prometheus_text():
+    from bench.burst import FORWARDED, metric
+
+    text = (
+        "# TYPE relay_events_forwarded_total counter\n"
+        'relay_batches_total{outcome="sent"} 3\n'
+        "relay_events_forwarded_total 4999\n"
+    )
+    assert metric(text, FORWARDED) == 4999
+    assert metric("relay_events_forwarded_total_created 5\n", FORWARDED) == 0

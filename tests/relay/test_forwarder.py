@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
+from relay import forwarder
 from relay.airflow import jwt_expiry
 from sandbox.common.server import ServerThread
 from tests.relay.airflow_standin import CREATE_THEN_500, AirflowStandIn
@@ -22,6 +23,12 @@ def _post_contacts(relay: RunningRelay, count: int) -> list[dict]:
 
 def _all_sent(relay: RunningRelay, count: int) -> Callable[[], bool]:
     return lambda: relay.states() == ["sent"] * count
+
+
+@pytest.fixture
+def events_keep_coming(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Holding as long as an import goes on: these tests post their events with pauses."""
+    monkeypatch.setattr(forwarder, "HOLD_QUIET_SECONDS", 600.0)
 
 
 def _expected_run_id(bodies: list[dict]) -> str:
@@ -65,6 +72,7 @@ def test_many_events_become_few_runs_within_window_and_max_size(
     assert 'relay_batches_total{outcome="sent"} 3' in metrics
 
 
+@pytest.mark.usefixtures("events_keep_coming")
 def test_a_due_batch_grows_while_airflow_has_enough_active_runs(
     start_relay: Callable[..., RunningRelay], airflow: AirflowStandIn
 ) -> None:
@@ -88,6 +96,7 @@ def test_a_due_batch_grows_while_airflow_has_enough_active_runs(
     assert airflow.last_states == {"queued", "running"}
 
 
+@pytest.mark.usefixtures("events_keep_coming")
 def test_a_held_batch_goes_after_the_maximum_wait_if_runs_never_end(
     start_relay: Callable[..., RunningRelay], airflow: AirflowStandIn
 ) -> None:
@@ -103,6 +112,28 @@ def test_a_held_batch_goes_after_the_maximum_wait_if_runs_never_end(
     wait_until(_all_sent(relay, 2), what="the held batch sent after its maximum wait")
     assert relay.metric("relay_batches_held_total") >= 1
     assert len(airflow.triggers) == 2
+
+
+def test_a_held_batch_goes_once_events_stop_arriving(
+    start_relay: Callable[..., RunningRelay],
+    airflow: AirflowStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The end of a bulk import: Airflow still busy, but nothing more to wait for.
+    monkeypatch.setattr(forwarder, "HOLD_QUIET_SECONDS", 1.5)
+    airflow.runs_end = False
+    relay = start_relay(
+        batch_window_seconds=0.1, batch_max_wait_seconds=600.0, batch_hold_active_runs=1
+    )
+    _post_contacts(relay, 1)
+    wait_until(_all_sent(relay, 1), what="the first batch sent")
+    last = _post_contacts(relay, 3)
+
+    wait_until(_all_sent(relay, 4), timeout=10.0, what="the held batch sent once no event came")
+    assert relay.metric("relay_batches_held_total") >= 1  # it was held while events were new
+    runs = [request.body for request in airflow.triggers]
+    assert [len(run["conf"]["events"]) for run in runs] == [1, 3]
+    assert runs[1]["dag_run_id"] == _expected_run_id(last)
 
 
 @pytest.mark.parametrize("answer", [500, 403])
@@ -166,6 +197,7 @@ def test_leading_edge_events_arriving_together_are_still_coalesced(
     assert runs[3]["dag_run_id"] == _expected_run_id(later[10:])
 
 
+@pytest.mark.usefixtures("events_keep_coming")
 def test_leading_edge_still_holds_a_partial_batch_while_airflow_is_busy(
     start_relay: Callable[..., RunningRelay], airflow: AirflowStandIn
 ) -> None:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import socket
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
 
+from devenv.processes import wait_for
+from sandbox.dataverse.webhooks import MAX_CONCURRENT_DELIVERIES
 from tests.fixtures import WEBHOOK_FIXTURE
 
 FIXTURE = WEBHOOK_FIXTURE
@@ -253,3 +261,109 @@ def test_oversize_payload_is_stripped_with_the_header(api, dataverse, receiver):
     assert body["InputParameters"] == body["PreEntityImages"] == body["PostEntityImages"] == []
     assert body["PrimaryEntityId"] == contact_id
     assert job["size_exceeded"] is True
+
+
+@contextlib.contextmanager
+def raw_endpoint(reply: bytes | None) -> Iterator[str]:
+    """A webhook URL on loopback whose server reads a request and writes ``reply`` as it is,
+    then closes; ``None``: it never answers (until the test ends)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while not done.is_set():
+                connection, _ = server.accept()
+                with connection:
+                    connection.recv(65536)
+                    if reply is None:
+                        done.wait()
+                    else:
+                        connection.sendall(reply)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}/hook"
+    finally:
+        done.set()
+        server.close()
+        thread.join(timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("reply", "statuscode", "message"),
+    [
+        # No Content-Length: the body runs until the endpoint closes.
+        (b"HTTP/1.1 202 Accepted\r\nContent-Type: text/plain\r\n\r\naccepted", 30, None),
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", 30, None),
+        (b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", 31, "answered 404"),
+        (b"SSH-2.0-OpenSSH_9.2\r\n", 31, "The webhook call failed: _NotHttp."),
+        (None, 31, "The webhook call timed out."),
+    ],
+)
+def test_an_endpoints_answer_decides_the_jobs_outcome(api, dataverse, reply, statuscode, message):
+    dataverse.admin.settings(webhook_timeout_s=0.5)
+    with raw_endpoint(reply) as url:
+        dataverse.admin.register_webhook(url, "WebhookKey", "k3y", messages=["Create"])
+        create_contact(api, lastname="Answer")
+        [job] = dataverse.admin.wait_for_deliveries(1)
+
+    assert job["statuscode"] == statuscode
+    assert (job["message"] is None) if message is None else (message in job["message"])
+
+
+def test_an_endpoint_nobody_listens_on_fails_the_job_with_the_reason(api, dataverse):
+    with socket.create_server(("127.0.0.1", 0)) as placeholder:
+        port = placeholder.getsockname()[1]  # free once closed: nothing listens there
+    dataverse.admin.register_webhook(
+        f"http://127.0.0.1:{port}/hook", "WebhookKey", "k3y", messages=["Create"]
+    )
+    create_contact(api, lastname="Nobody")
+    [job] = dataverse.admin.wait_for_deliveries(1)
+
+    assert job["statuscode"] == 31
+    assert job["message"] == "The webhook call failed: ConnectionRefusedError."
+    assert [attempt["status"] for attempt in job["attempts"]] == [None]
+
+
+def test_at_most_a_bounded_number_of_deliveries_are_in_flight(api, dataverse):
+    # The endpoint holds every request until released: the deliveries beyond the bound wait
+    # (READY) instead of opening more connections, and all go once the endpoint answers.
+    release = threading.Event()
+    in_flight: list[int] = []
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            with lock:
+                in_flight.append(1)
+            release.wait(timeout=30)
+            self.send_response(202)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
+    bound = MAX_CONCURRENT_DELIVERIES
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        dataverse.admin.register_webhook(url, "WebhookKey", "k3y", messages=["Create"])
+        for number in range(bound + 4):
+            create_contact(api, lastname=f"Bound{number}")
+        wait_for(lambda: len(in_flight) == bound, timeout=10, what="the bound reached")
+        states = Counter(job["statecode"] for job in dataverse.admin.deliveries())
+        assert states == {2: bound, 0: 4}  # in progress, ready (waiting for a worker)
+        assert len(in_flight) == bound
+
+        release.set()
+        jobs = dataverse.admin.wait_for_deliveries(bound + 4, timeout=30)
+        assert [job["statuscode"] for job in jobs] == [30] * (bound + 4)
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
