@@ -33,6 +33,7 @@ from bench import PROJECT_ROOT
 from bench.harness import calls_between
 from devenv.airflow import DEFAULT_RELAY, LocalAirflow
 from devenv.demo import CONTACT_ID_FIELD, PARALLELISM, SYNC_DAG_ID
+from devenv.distributed import LocalPostgres
 from devenv.relay import LocalRelay
 from devenv.sandbox import LocalSandbox, ledger_env
 from devenv.session import deaf_to_stop_signals, reset_state_dir, sigterm_as_exit
@@ -193,23 +194,35 @@ class LiveStack:
 
 
 @contextlib.contextmanager
-def running_stack(name: str, **stack: Any) -> Iterator[LiveStack]:
-    """A started ``LiveStack(**stack)`` in ``.bench/<name>/`` until the block ends."""
+def running_stack(name: str, *, postgres: bool = False, **stack: Any) -> Iterator[LiveStack]:
+    """A started ``LiveStack(**stack)`` in ``.bench/<name>/`` until the block ends; with
+    ``postgres``, Airflow's metadata database on a throwaway PostgreSQL server, as deployed
+    (SQLite takes one writer at a time: under a bulk import or after an API server outage the
+    scheduler can exit on "database is locked")."""
     work_dir = WORK_ROOT / name
     reset_state_dir(work_dir, ".bench-state", "`python -m bench`")
-    stack = LiveStack(work_dir, **stack)
+    database = LocalPostgres(log_dir=work_dir / "postgres") if postgres else None
     print(f"  starting the sandbox, Airflow and relays (state and logs in {work_dir}) ...")
     try:
         with sigterm_as_exit():
             began = time.monotonic()
-            stack.start()
-            print(f"  up in {time.monotonic() - began:.0f} s", flush=True)
-            yield stack
+            if database is not None:
+                database.start()
+                stack["database_url"] = database.url
+            live = LiveStack(work_dir, **stack)
+            try:
+                live.start()
+                print(f"  up in {time.monotonic() - began:.0f} s", flush=True)
+                yield live
+            finally:
+                with deaf_to_stop_signals():
+                    live.stop()
+                if left := live.leftovers():
+                    raise RuntimeError(f"processes left after the benchmark: {left}")
     finally:
-        with deaf_to_stop_signals():
-            stack.stop()
-        if left := stack.leftovers():
-            raise RuntimeError(f"processes left after the benchmark: {left}")
+        if database is not None:
+            with deaf_to_stop_signals():
+                database.stop()
 
 
 class WebApiWriter:

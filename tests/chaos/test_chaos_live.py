@@ -41,7 +41,7 @@ from typing import Any
 import pytest
 
 from bench.harness import table
-from bench.live import DAG_FILES, WORK_ROOT, LiveStack, WebApiWriter, poll, running_stack
+from bench.live import DAG_FILES, LiveStack, WebApiWriter, poll, running_stack
 from devenv.demo import (
     CONTACT_ID_FIELD,
     RECONCILIATION_DAG_ID,
@@ -49,7 +49,6 @@ from devenv.demo import (
     contact_ids_of,
     wait_for_contacts,
 )
-from devenv.distributed import LocalPostgres
 from devenv.processes import wait_for
 from devenv.relay import LocalRelay
 from sandbox.dataverse.admin import DataverseAdmin
@@ -121,21 +120,11 @@ class Import:
 
 
 @pytest.fixture(scope="module")
-def postgres() -> Iterator[LocalPostgres]:
-    """Airflow's metadata database, as in a deployment: SQLite's one writer at a time makes the
-    scheduler exit ("database is locked") when the API server comes back to a burst of writes."""
-    server = LocalPostgres(log_dir=WORK_ROOT / "chaos-postgres")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def stack(postgres: LocalPostgres) -> Iterator[LiveStack]:
+def stack() -> Iterator[LiveStack]:
+    """On PostgreSQL, as deployed: SQLite's one writer at a time made the scheduler exit
+    ("database is locked") when the API server came back to a burst of writes."""
     dag_files = (*DAG_FILES[:1], RECONCILIATION_DAG_FILE)
-    with running_stack("chaos", dag_files=dag_files, database_url=postgres.url) as live:
+    with running_stack("chaos", dag_files=dag_files, postgres=True) as live:
         yield live
 
 
