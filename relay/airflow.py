@@ -4,8 +4,8 @@ health), and the outcomes and errors of those calls.
 The calls go through the official ``apache-airflow-client`` (``relay.airflow_rest``). Its package
 imports every API and model at once, seconds of CPU on a busy machine, and a restarted relay must
 answer webhooks at once (Dataverse does not resend a webhook that met a closed port): so
-``AirflowClient`` loads it on first use, in the forwarder's worker thread, after the relay is
-already serving.
+``AirflowClient`` loads it in a worker thread while the relay already serves (``load()``, started
+by the app's lifespan), or at the first call that needs it.
 """
 
 from __future__ import annotations
