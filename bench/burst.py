@@ -36,6 +36,7 @@ from bench.latency import warm_up
 from bench.live import (
     LiveStack,
     WebApiWriter,
+    contact_bodies,
     running_stack,
     sync_calls,
     timestamp,
@@ -157,14 +158,7 @@ def measure(
         warm_up(stack, writer, SYNC_DAG_ID)
         stack.warm = True
     forwarded_before = relay_forwarded(relay_service)
-    bodies = [
-        {
-            "firstname": "Burst",
-            "lastname": f"{mode} {n}",
-            "emailaddress1": f"{mode}-{n}@example.com",
-        }
-        for n in range(contacts)
-    ]
+    bodies = contact_bodies(mode, contacts)
     before = stack.api_calls()
     began = time.time()
     created = writer.create_many("contacts", bodies, over_seconds=create_seconds)

@@ -225,6 +225,18 @@ def running_stack(name: str, *, postgres: bool = False, **stack: Any) -> Iterato
                 database.stop()
 
 
+def contact_bodies(tag: str, count: int) -> list[dict[str, str]]:
+    """``count`` distinct contacts for the Web API, named and addressed after ``tag``."""
+    return [
+        {
+            "firstname": tag.title(),
+            "lastname": f"Contact {n}",
+            "emailaddress1": f"{tag}-{n}@example.com",
+        }
+        for n in range(count)
+    ]
+
+
 class WebApiWriter:
     """Creates records through the Dataverse Web API as a bulk import does: several requests at
     once, each on its own connection; every Create fires the registered webhooks."""

@@ -41,7 +41,7 @@ from typing import Any
 import pytest
 
 from bench.harness import table
-from bench.live import DAG_FILES, LiveStack, WebApiWriter, poll, running_stack
+from bench.live import DAG_FILES, LiveStack, WebApiWriter, contact_bodies, poll, running_stack
 from devenv.demo import (
     CONTACT_ID_FIELD,
     RECONCILIATION_DAG_ID,
@@ -103,7 +103,6 @@ class Import:
     kills: list[Kill] = field(default_factory=list)
     outage_s: tuple[float, float] = (0.0, 0.0)  # API server stopped .. started again
     healthy_again_s: float = 0.0  # Airflow healthy again (the API server's start)
-    bursts: int = 0  # 429 bursts armed
     deliveries: Counter[str] = field(default_factory=Counter)  # "succeeded" / "failed"
     acknowledged: set[str] = field(default_factory=set)
     spooled: Counter[str] = field(default_factory=Counter)  # contact id → events in the spool
@@ -138,14 +137,7 @@ def imported(stack: LiveStack, relay: LocalRelay) -> Import:
     """Phase one: the import under faults, then the reconciliation of its window."""
     marketo, dataverse = stack.sandbox.marketo, stack.sandbox.dataverse
     writer = WebApiWriter(dataverse)
-    bodies = [
-        {
-            "firstname": "Chaos",
-            "lastname": f"Contact {n}",
-            "emailaddress1": f"chaos-{n}@example.com",
-        }
-        for n in range(CONTACTS)
-    ]
+    bodies = contact_bodies("chaos", CONTACTS)
     marketo.set_faults(MARKETO_FAULTS)
     began = time.time()
     created: list[Any] = []
@@ -179,13 +171,13 @@ def imported(stack: LiveStack, relay: LocalRelay) -> Import:
         # Everything the relay acknowledged goes to Airflow: wait for the runs and an empty spool.
         spool_path = relay.settings.spool_path
         wait_for_contacts(stack.airflow, _spooled(spool_path), timeout=1200)
-        wait_for(lambda: _all_sent(spool_path), timeout=120, what="an empty relay spool")
+        wait_for(lambda: _all_sent(relay), timeout=120, what="an empty relay spool")
         result.spooled = _spooled(spool_path)  # late arrivals of the last batch included
         runs = wait_for_contacts(stack.airflow, result.spooled, timeout=600)
     finally:
         bursts.stop()
         importing.join()
-    result.bursts, result.dataverse_429s = bursts.bursts, bursts.fired
+    result.dataverse_429s = bursts.fired
     result.runs = runs
     result.resends = _resends(spool_path)
     result.runs_already_existed = relay.log_path.read_text().count("run already existed")
@@ -271,14 +263,7 @@ def test_daily_quota_fails_fast_and_a_replay_after_midnight_completes_the_import
     # Three calls left: the first run's lookup and write, and the next run's lookup.
     marketo.settings(daily_quota=quota["used"] + 3)
     writer = WebApiWriter(stack.sandbox.dataverse)
-    bodies = [
-        {
-            "firstname": "Quota",
-            "lastname": f"Contact {n}",
-            "emailaddress1": f"quota-{n}@example.com",
-        }
-        for n in range(QUOTA_CONTACTS)
-    ]
+    bodies = contact_bodies("quota", QUOTA_CONTACTS)
     created = writer.create_many("contacts", bodies)
     wanted = {record.id: body for record, body in zip(created, bodies, strict=True)}
     runs = wait_for_contacts(airflow, wanted, timeout=600)
@@ -310,7 +295,8 @@ def test_daily_quota_fails_fast_and_a_replay_after_midnight_completes_the_import
         f"/api/v2/dags/{SYNC_DAG_ID}/clearTaskInstances",
         json={"dry_run": False, "only_failed": True, "include_downstream": True},
     )
-    runs = _wait_for_states(stack, {run["dag_run_id"] for run in runs})
+    # Clearing queued the runs again at once (reset_dag_runs): wait for them to end.
+    runs = wait_for_contacts(airflow, wanted, timeout=600)
     assert Counter(run["state"] for run in runs) == Counter({"success": len(runs)})
 
     leads = _our_leads(stack, wanted)
@@ -337,7 +323,6 @@ class DataverseBursts(threading.Thread):
         super().__init__(name="dataverse 429 bursts")
         # Its own client: a requests session is not for two threads.
         self.dataverse = DataverseAdmin(stack.sandbox.dataverse.base_url)
-        self.bursts = 0
         self.fired = 0
         self._stopping = threading.Event()
 
@@ -346,7 +331,6 @@ class DataverseBursts(threading.Thread):
             while not self._stopping.wait(BURST_EVERY_S):
                 self._count_fired()
                 self.dataverse.set_faults({"rules": [DATAVERSE_BURST]})
-                self.bursts += 1
         finally:
             self._count_fired()
             self.dataverse.clear_faults()
@@ -401,9 +385,9 @@ def _spooled(spool_path: Path) -> Counter[str]:
     return Counter(str(row["entity_id"]).lower() for row in _spool_rows(spool_path))
 
 
-def _all_sent(spool_path: Path) -> bool:
-    states = _spool_states(spool_path)
-    return states["pending"] == states["failed"] == 0
+def _all_sent(relay: LocalRelay) -> bool:
+    health = relay.health()
+    return health["spool_pending"] == health["failed_events"] == 0
 
 
 def _resends(spool_path: Path) -> int:
@@ -430,14 +414,6 @@ def _task_log(stack: LiveStack, run_id: str, task_id: str, try_number: int) -> s
     path = f"/api/v2/dags/{SYNC_DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
     content = stack.airflow.request("GET", path, params={"full_content": True}).json()["content"]
     return json.dumps(content)
-
-
-def _wait_for_states(stack: LiveStack, run_ids: set[str]) -> list[dict[str, Any]]:
-    def ended() -> list[dict[str, Any]] | None:
-        runs = [run for run in stack.airflow.dag_runs(SYNC_DAG_ID) if run["dag_run_id"] in run_ids]
-        return runs if all(run["state"] in ("success", "failed") for run in runs) else None
-
-    return poll(ended, timeout=600, what="the cleared runs", every=1.0)
 
 
 def _print_accounting(result: Import, stack: LiveStack) -> None:
